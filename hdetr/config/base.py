@@ -1,0 +1,125 @@
+"""Strict, validated dataclass configs.
+
+Every config in hdetr is a dataclass that inherits `Config`. It can be built from a
+plain dict (YAML, a checkpoint, ``--set key=value`` overrides); unknown keys and
+values of the wrong type are rejected with one line that names the field, the value
+and what was expected, so a typo never silently falls back to a default.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any, TypeVar
+
+C = TypeVar("C", bound="Config")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be built; the message is meant for the user as is."""
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(owner: str, name: str, value: Any, tp: Any) -> Any:
+    """Return ``value`` as type ``tp`` or raise ConfigError naming ``owner.name``."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(owner, name, value, arg)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(f"{owner}.{name}: got {value!r}, expected {_type_name(tp)}")
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{owner}.{name}: got {value!r}, expected a list")
+        (item_tp, *rest) = typing.get_args(tp) or (Any,)
+        items = [_coerce(owner, name, v, item_tp) for v in value]
+        return tuple(items) if origin is tuple else items
+    if tp is Any:
+        return value
+    if isinstance(tp, type) and issubclass(tp, Config):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{owner}.{name}: got {value!r}, expected a mapping for {tp.__name__}")
+        return tp.from_dict(value, owner=f"{owner}.{name}")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"{owner}.{name}: got {value!r}, expected true or false")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{owner}.{name}: got {value!r}, expected an integer")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{owner}.{name}: got {value!r}, expected an integer")
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{owner}.{name}: got {value!r}, expected a number")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{owner}.{name}: got {value!r}, expected a number")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{owner}.{name}: got {value!r}, expected a string")
+    if isinstance(tp, type) and not isinstance(value, tp):
+        raise ConfigError(f"{owner}.{name}: got {value!r}, expected {_type_name(tp)}")
+    return value
+
+
+@dataclasses.dataclass
+class Config:
+    """Base of all configs: strict construction from dicts, validation, round trips."""
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, _coerce(type(self).__name__, f.name, getattr(self, f.name), hints[f.name]))
+        self.validate()
+
+    def validate(self) -> None:
+        """Reject impossible combinations; subclasses raise ConfigError with a clear message."""
+
+    @classmethod
+    def from_dict(cls: type[C], data: dict[str, Any], owner: str | None = None) -> C:
+        owner = owner or cls.__name__
+        if not isinstance(data, dict):
+            raise ConfigError(f"{owner}: expected a mapping, got {type(data).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(
+                f"{owner}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(names))}"
+            )
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self: C, **changes: Any) -> C:
+        return self.from_dict({**self.to_dict(), **changes})

@@ -1,0 +1,175 @@
+"""The model configuration: architecture, supervision scheme, matcher and loss weights.
+
+Field names follow the official H-Deformable-DETR command-line flags wherever one
+exists (``num_queries_one2one``, ``k_one2many``, ``dim_feedforward`` ...), so values
+can be copied from the official config scripts. The supervision scheme lives here too
+(issue: "the scheme settings live in the model's config"), because the number of
+queries the model builds depends on it.
+
+Schemes (see ``hdetr.matching.plan``):
+
+==============  =========================================  ==============================
+scheme          queries                                    one-to-many supervision
+==============  =========================================  ==============================
+baseline        ``num_queries_one2one``                    none
+hybrid_branch   ``num_queries_one2one`` + ``..._one2many``  extra group, all layers, weight
+                                                           ``lambda_one2many``, K copies
+hybrid_epoch    ``num_queries_one2one`` (one set of M)     all queries during the first
+                                                           ``one2many_epoch_fraction`` of
+                                                           ``num_epochs`` epochs
+hybrid_layer    ``num_queries_one2one`` (one set of N)     the first ``one2many_layers``
+                                                           decoder layers; the last
+                                                           ``one2one_layers`` one-to-one
+==============  =========================================  ==============================
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from hdetr.config.base import Config, ConfigError
+
+SCHEMES = ("baseline", "hybrid_branch", "hybrid_epoch", "hybrid_layer")
+BACKBONES = (
+    "resnet50",
+    "resnet101",
+    "resnet18",
+    "swin_tiny",
+    "swin_small",
+    "swin_base",
+    "swin_large",
+)
+
+
+@dataclasses.dataclass
+class ModelConfig(Config):
+    # --- backbone ---
+    backbone: str = "resnet50"
+    pretrained_backbone: str | None = None  # local file with ImageNet (or other) weights
+    freeze_stem: bool = True  # official recipe: stem + layer1 frozen (they come pre-trained)
+    dilation: bool = False
+    drop_path_rate: float = 0.2  # Swin only
+    # --- transformer ---
+    num_classes: int = 91
+    hidden_dim: int = 256
+    nheads: int = 8
+    enc_layers: int = 6
+    dec_layers: int = 6
+    dim_feedforward: int = 2048
+    dropout: float = 0.0
+    num_feature_levels: int = 4
+    enc_n_points: int = 4
+    dec_n_points: int = 4
+    with_box_refine: bool = True
+    two_stage: bool = True
+    mixed_selection: bool = True
+    look_forward_twice: bool = True
+    aux_loss: bool = True
+    msda_backend: str = "auto"  # auto | torch | cpu | cuda
+    # --- supervision scheme (the paper) ---
+    scheme: str = "hybrid_branch"
+    num_queries_one2one: int = 300
+    num_queries_one2many: int = 1500  # T, hybrid_branch only
+    k_one2many: int = 6  # K, every hybrid scheme
+    lambda_one2many: float = 1.0  # lambda, hybrid_branch
+    one2many_epoch_fraction: float = 2.0 / 3.0  # rho, hybrid_epoch
+    num_epochs: int = 12  # schedule length the epoch scheme's rho refers to
+    one2many_layers: int = 4  # L1, hybrid_layer
+    one2one_layers: int = 2  # L2, hybrid_layer
+    # --- matcher costs and loss weights (official defaults) ---
+    set_cost_class: float = 2.0
+    set_cost_bbox: float = 5.0
+    set_cost_giou: float = 2.0
+    cls_loss_coef: float = 2.0
+    bbox_loss_coef: float = 5.0
+    giou_loss_coef: float = 2.0
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+    # --- inference ---
+    topk: int = 100  # detections kept per image by post-processing
+
+    @property
+    def num_queries(self) -> int:
+        """Total decoder queries in training (one-to-one group first, then one-to-many)."""
+        return self.num_queries_one2one + self.num_queries_one2many
+
+    def validate(self) -> None:
+        def bad(msg: str) -> ConfigError:
+            return ConfigError(f"ModelConfig: {msg}")
+
+        if self.scheme not in SCHEMES:
+            raise bad(f"scheme={self.scheme!r} is not one of {', '.join(SCHEMES)}")
+        if self.backbone not in BACKBONES:
+            raise bad(f"backbone={self.backbone!r} is not one of {', '.join(BACKBONES)}")
+        if self.msda_backend not in ("auto", "torch", "cpu", "cuda"):
+            raise bad(f"msda_backend={self.msda_backend!r} is not one of auto, torch, cpu, cuda")
+        for name in ("num_classes", "hidden_dim", "nheads", "dec_layers", "dim_feedforward",
+                     "num_feature_levels", "enc_n_points", "dec_n_points", "num_queries_one2one", "topk"):
+            if getattr(self, name) < 1:
+                raise bad(f"{name}={getattr(self, name)} must be >= 1")
+        if self.enc_layers < 0:
+            raise bad(f"enc_layers={self.enc_layers} must be >= 0")
+        if self.hidden_dim % self.nheads:
+            raise bad(f"hidden_dim={self.hidden_dim} must be divisible by nheads={self.nheads}")
+        if self.hidden_dim % 2:
+            raise bad(f"hidden_dim={self.hidden_dim} must be even (sine position encoding)")
+        if not 0.0 <= self.dropout < 1.0:
+            raise bad(f"dropout={self.dropout} must be in [0, 1)")
+        if self.mixed_selection and not self.two_stage:
+            raise bad("mixed_selection=True needs two_stage=True (queries are selected from proposals)")
+        if self.two_stage and not self.with_box_refine:
+            raise bad("two_stage=True needs with_box_refine=True (as in H-Deformable-DETR)")
+        if self.look_forward_twice and not self.with_box_refine:
+            raise bad("look_forward_twice=True needs with_box_refine=True")
+        if self.num_queries_one2many < 0:
+            raise bad(f"num_queries_one2many={self.num_queries_one2many} must be >= 0")
+        if self.num_queries_one2many > 0 and self.scheme != "hybrid_branch":
+            raise bad(
+                f"num_queries_one2many={self.num_queries_one2many} (T > 0) only exists in the hybrid_branch "
+                f"scheme, not {self.scheme}; set it to 0"
+            )
+        if self.scheme == "hybrid_branch" and self.num_queries_one2many == 0:
+            raise bad("scheme=hybrid_branch needs num_queries_one2many (T) > 0")
+        if self.scheme != "baseline" and self.k_one2many < 1:
+            raise bad(f"k_one2many={self.k_one2many} (K) must be >= 1 with one-to-many supervision")
+        if self.lambda_one2many < 0:
+            raise bad(f"lambda_one2many={self.lambda_one2many} must be >= 0")
+        if not 0.0 <= self.one2many_epoch_fraction <= 1.0:
+            raise bad(f"one2many_epoch_fraction={self.one2many_epoch_fraction} (rho) must be in [0, 1]")
+        if self.num_epochs < 1:
+            raise bad(f"num_epochs={self.num_epochs} must be >= 1")
+        if self.scheme == "hybrid_layer":
+            if self.one2many_layers < 0 or self.one2one_layers < 1:
+                raise bad(
+                    f"hybrid_layer needs one2many_layers >= 0 and one2one_layers >= 1, "
+                    f"got L1={self.one2many_layers}, L2={self.one2one_layers}"
+                )
+            if self.one2many_layers + self.one2one_layers != self.dec_layers:
+                raise bad(
+                    f"one2many_layers + one2one_layers (L1 + L2 = {self.one2many_layers} + "
+                    f"{self.one2one_layers}) must equal dec_layers={self.dec_layers}"
+                )
+        if self.focal_alpha < 0 or self.focal_alpha > 1:
+            raise bad(f"focal_alpha={self.focal_alpha} must be in [0, 1]")
+
+
+def baseline(**changes) -> ModelConfig:
+    """Two-stage Deformable-DETR with the paper's tricks, 300 one-to-one queries."""
+    return ModelConfig(scheme="baseline", num_queries_one2many=0, **changes)
+
+
+def hybrid_branch(**changes) -> ModelConfig:
+    """The paper's default H-Deformable-DETR: n=300, T=1500, K=6, lambda=1."""
+    return ModelConfig(**{"scheme": "hybrid_branch", **changes})
+
+
+def hybrid_epoch(**changes) -> ModelConfig:
+    """One set of M=1800 queries, K=10 copies during the first rho=2/3 of the epochs."""
+    base = dict(scheme="hybrid_epoch", num_queries_one2one=1800, num_queries_one2many=0, k_one2many=10)
+    return ModelConfig(**{**base, **changes})
+
+
+def hybrid_layer(**changes) -> ModelConfig:
+    """One set of N=1800 queries, K=10 copies on the first L1=4 layers, one-to-one on the last L2=2."""
+    base = dict(scheme="hybrid_layer", num_queries_one2one=1800, num_queries_one2many=0, k_one2many=10,
+                one2many_layers=4, one2one_layers=2)
+    return ModelConfig(**{**base, **changes})
