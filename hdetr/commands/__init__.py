@@ -1,0 +1,1 @@
+"""Subcommands of the ``hdetr`` CLI; every public module here defines ``register(subparsers)``."""
