@@ -1,11 +1,50 @@
-"""Multi-scale deformable attention: one function, three backends (cuda, cpu, torch)."""
+"""Multi-scale deformable attention: one function, three backends (cuda, cpu, torch).
+
+``multi_scale_deformable_attention(value, spatial_shapes, level_start_index,
+sampling_locations, attention_weights, *, backend="auto")`` dispatches to the
+CUDA kernel for CUDA tensors, the C++ kernel for CPU tensors, or the pure-PyTorch
+reference (see :mod:`hdetr.ops.dispatch`). Importing this package compiles
+nothing; kernels are built on first use or with ``hdetr build-ops``.
+``MSDeformAttn`` (the attention nn.Module) is imported lazily.
+"""
+from __future__ import annotations
+
+import importlib
+
+from hdetr.ops.dispatch import (
+    BACKENDS,
+    MSDABackendError,
+    MSDAFallbackWarning,
+    multi_scale_deformable_attention,
+    select_backend,
+)
 from hdetr.ops.reference import ms_deform_attn_reference
+from hdetr.ops.validation import MSDAInputError
+
+_LAZY = {"MSDeformAttn": "hdetr.ops.attention_module"}
 
 
-def multi_scale_deformable_attention(value, spatial_shapes, level_start_index, sampling_locations,
-                                     attention_weights, *, backend="auto"):
-    """Temporary dispatcher (the op issue replaces it with cuda/cpu/torch dispatch)."""
-    return ms_deform_attn_reference(value, spatial_shapes, sampling_locations, attention_weights)
+def __getattr__(name: str):
+    if name in _LAZY:
+        try:
+            module = importlib.import_module(_LAZY[name])
+        except ImportError as exc:
+            raise AttributeError(f"hdetr.ops.{name} is unavailable: {exc}") from exc
+        return getattr(module, name)
+    raise AttributeError(f"module 'hdetr.ops' has no attribute {name!r}")
 
 
-__all__ = ["multi_scale_deformable_attention", "ms_deform_attn_reference"]
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))
+
+
+__all__ = [
+    "BACKENDS",
+    "MSDABackendError",
+    "MSDAFallbackWarning",
+    "MSDAInputError",
+    "MSDeformAttn",
+    "ms_deform_attn_reference",
+    "multi_scale_deformable_attention",
+    "select_backend",
+]

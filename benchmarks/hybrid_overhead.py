@@ -1,0 +1,133 @@
+"""Training-step cost of the hybrid branch against the baseline, split into its parts.
+
+Both models share every weight (the baseline keeps the first 300 query
+embeddings of the hybrid one): R50, 6 encoder + 6 decoder layers, FFN 2048,
+two-stage with box refinement, mixed selection and look forward twice, on the
+same two 512x512 images. Steps alternate baseline / hybrid so machine load hits
+both alike; each step is timed as forward, matching + loss, and backward.
+
+    python benchmarks/hybrid_overhead.py     # writes reports/bench/hybrid_overhead.json
+
+``--profile`` adds the top operators of one hybrid step (torch.profiler) to the report.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from hdetr.config.model import baseline, hybrid_branch
+from hdetr.losses import build_criterion
+from hdetr.models import build_model
+
+REPORT = Path(__file__).resolve().parents[1] / "reports" / "bench" / "hybrid_overhead.json"
+PARTS = ("forward", "matching_loss", "backward")
+
+
+def make_models(num_one2one: int, num_one2many: int, k: int):
+    common = dict(num_queries_one2one=num_one2one, enc_layers=6, dec_layers=6, dim_feedforward=2048)
+    torch.manual_seed(0)
+    hybrid = build_model(hybrid_branch(num_queries_one2many=num_one2many, k_one2many=k, **common))
+    base = build_model(baseline(**common))
+    shared = {}
+    for key, value in hybrid.state_dict().items():
+        target = base.state_dict()[key]
+        shared[key] = value[: target.shape[0]] if value.shape != target.shape else value
+    base.load_state_dict(shared)
+    return base.train(), hybrid.train()
+
+
+def make_batch(size: int, seed: int):
+    gen = torch.Generator().manual_seed(seed)
+    images = torch.randn(2, 3, size, size, generator=gen)
+    mask = torch.zeros(2, size, size, dtype=torch.bool)
+    targets = []
+    for count in (12, 25):
+        boxes = torch.cat((torch.rand(count, 2, generator=gen) * 0.6 + 0.2,
+                           torch.rand(count, 2, generator=gen) * 0.3 + 0.05), 1)
+        targets.append({"labels": torch.randint(0, 91, (count,), generator=gen), "boxes": boxes})
+    return images, mask, targets
+
+
+def train_step(model, criterion, images, mask, targets) -> dict[str, float]:
+    model.zero_grad(set_to_none=True)
+    start = time.perf_counter()
+    outputs = model(images, mask)
+    after_forward = time.perf_counter()
+    losses = criterion(outputs, targets)
+    total = criterion.total_loss(losses)
+    after_loss = time.perf_counter()
+    total.backward()
+    end = time.perf_counter()
+    return {"forward": after_forward - start, "matching_loss": after_loss - after_forward,
+            "backward": end - after_loss}
+
+
+def profile_step(model, criterion, images, mask, targets, rows: int = 15) -> list[dict]:
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        train_step(model, criterion, images, mask, targets)
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[:rows]
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))
+    return [{"op": e.key, "self_cpu_ms": e.self_cpu_time_total / 1000, "calls": e.count} for e in events]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--output", type=Path, default=REPORT)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    base, hybrid = make_models(300, 1500, 6)
+    runs = {"baseline": (base, build_criterion(base.config)), "hybrid": (hybrid, build_criterion(hybrid.config))}
+    images, mask, targets = make_batch(args.size, seed=0)
+    for model, criterion in runs.values():  # warm-up (allocator, op dispatch, kernel builds)
+        train_step(model, criterion, images, mask, targets)
+    times = {name: {part: [] for part in PARTS} for name in runs}
+    for _ in range(args.repeats):
+        for name, (model, criterion) in runs.items():
+            for part, seconds in train_step(model, criterion, images, mask, targets).items():
+                times[name][part].append(seconds)
+
+    median = {name: {part: statistics.median(v) for part, v in parts.items()} for name, parts in times.items()}
+    step = {name: sum(parts.values()) for name, parts in median.items()}
+    result = {
+        "command": " ".join(["python", "benchmarks/hybrid_overhead.py", *map(shlex.quote, argv or sys.argv[1:])]),
+        "setup": {"backbone": "resnet50", "enc_layers": 6, "dec_layers": 6, "dim_feedforward": 2048,
+                  "images": [2, 3, args.size, args.size], "queries": {"baseline": 300, "hybrid": "300+1500"},
+                  "k_one2many": 6, "boxes_per_image": [len(t["labels"]) for t in targets],
+                  "msda_backend": hybrid.config.msda_backend, "threads": args.threads, "torch": torch.__version__},
+        "repeats": args.repeats,
+        "median_seconds": median,
+        "step_seconds": step,
+        "ratio_hybrid_over_baseline": step["hybrid"] / step["baseline"],
+        "ratio_per_part": {part: median["hybrid"][part] / median["baseline"][part] for part in PARTS},
+        "matching_loss_share_of_hybrid_step": median["hybrid"]["matching_loss"] / step["hybrid"],
+        "targets": "hybrid/baseline <= 1.5; matching+loss <= 5% of the hybrid step",
+    }
+    for name in runs:
+        parts = "  ".join(f"{part} {median[name][part] * 1000:8.1f} ms" for part in PARTS)
+        print(f"{name:9s} step {step[name] * 1000:8.1f} ms   {parts}")
+    print(f"hybrid / baseline: {result['ratio_hybrid_over_baseline']:.2f}x   "
+          f"per part: " + ", ".join(f"{p} {r:.2f}x" for p, r in result["ratio_per_part"].items()))
+    print(f"matching + loss share of the hybrid step: {result['matching_loss_share_of_hybrid_step']:.1%}")
+    if args.profile:
+        result["hybrid_profile_top_ops"] = profile_step(hybrid, runs["hybrid"][1], images, mask, targets)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,96 @@
+"""The data configuration: which dataset, where its files are, how images are scaled.
+
+Paths are resolved against ``root``; an empty string for an annotation or image
+field means "the usual layout for this kind":
+
+=========================  ==========================================  ===========================
+layout                     annotations                                  images
+=========================  ==========================================  ===========================
+coco                       ``annotations/instances_{train,val}2017.json``  ``{train,val}2017/``
+lvis (v1)                  ``annotations/lvis_v1_{train,val}.json``      ``root`` + the last two parts
+                                                                       of each image's ``coco_url``
+                                                                       (``train2017/xxx.jpg``)
+synthetic (``hdetr data``)  ``instances_{train,val}.json``                ``{train,val}/``
+=========================  ==========================================  ===========================
+
+With ``synthetic=True`` and an empty ``root`` the dataset is the generated
+benchmark in its default cache folder (``hdetr.data.synthetic.ensure_dataset``),
+made on first use.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from hdetr.config.base import Config, ConfigError
+
+KINDS = ("coco", "lvis")
+LABEL_MAPPINGS = ("auto", "category_id", "contiguous")
+SCALE_PRESETS = ("coco", "small", "synthetic")
+
+
+@dataclasses.dataclass
+class DataConfig(Config):
+    kind: str = "coco"  # coco | lvis: the annotation flavour and the evaluator
+    root: str = ""
+    synthetic: bool = False  # the generated benchmark (root may stay empty: default cache)
+    train_annotations: str = ""
+    train_images: str = ""
+    val_annotations: str = ""
+    val_images: str = ""
+    # category_id: label = category id, num_classes = max id + 1 (official COCO, 91 classes);
+    # contiguous: labels 0..C-1 in sorted category-id order; auto: category_id for real
+    # COCO, contiguous for LVIS and the synthetic sets.
+    label_mapping: str = "auto"
+    scale_preset: str = "coco"  # coco (800/1333) | small (320/533) | synthetic (128/213)
+    augment: bool = True  # train split: flip + multi-scale + crop; False: the eval resize
+    num_workers: int = 2
+    verify_images: bool = False  # open every image header at construction (slow on big sets)
+    # synthetic generator parameters (used when synthetic=True and root is empty)
+    synthetic_images: int = 0  # training images; 0 = the kind's default
+    synthetic_seed: int = 0
+    synthetic_image_size: int = 128
+
+    def validate(self) -> None:
+        def bad(msg: str) -> ConfigError:
+            return ConfigError(f"DataConfig: {msg}")
+
+        if self.kind not in KINDS:
+            raise bad(f"kind={self.kind!r} is not one of {', '.join(KINDS)}")
+        if self.label_mapping not in LABEL_MAPPINGS:
+            raise bad(f"label_mapping={self.label_mapping!r} is not one of {', '.join(LABEL_MAPPINGS)}")
+        if self.scale_preset not in SCALE_PRESETS:
+            raise bad(f"scale_preset={self.scale_preset!r} is not one of {', '.join(SCALE_PRESETS)}")
+        if self.num_workers < 0:
+            raise bad(f"num_workers={self.num_workers} must be >= 0")
+        if not self.synthetic and not self.root:
+            raise bad("root is empty: set root to the dataset folder (or synthetic=true for the generated set)")
+        if self.synthetic_images < 0:
+            raise bad(f"synthetic_images={self.synthetic_images} must be >= 0")
+        if self.synthetic_image_size < 32:
+            raise bad(f"synthetic_image_size={self.synthetic_image_size} must be >= 32")
+
+    @property
+    def contiguous_labels(self) -> bool:
+        """Whether labels are 0..C-1 (else they are the category ids themselves)."""
+        if self.label_mapping == "auto":
+            return self.synthetic or self.kind == "lvis"
+        return self.label_mapping == "contiguous"
+
+    def layout(self, split: str) -> tuple[str, str]:
+        """(annotation file, image folder) of ``split`` relative to ``root``, defaults filled in."""
+        if split not in ("train", "val"):
+            raise ConfigError(f"DataConfig: split={split!r} is not one of train, val")
+        annotations = getattr(self, f"{split}_annotations")
+        images = getattr(self, f"{split}_images")
+        if self.synthetic:
+            default = (f"instances_{split}.json", split)
+        elif self.kind == "lvis":
+            default = (f"annotations/lvis_v1_{split}.json", "")
+        else:
+            default = (f"annotations/instances_{split}2017.json", f"{split}2017")
+        return annotations or default[0], images or default[1]
+
+
+def synthetic(kind: str = "coco", **changes) -> DataConfig:
+    """The generated benchmark of ``kind`` in its default cache folder, small-image scales."""
+    return DataConfig(**{"kind": kind, "synthetic": True, "scale_preset": "synthetic", **changes})

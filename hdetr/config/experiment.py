@@ -1,0 +1,112 @@
+"""One experiment = a model, a dataset and a training recipe, plus command-line overrides.
+
+An experiment is written as a mapping with the sections ``model``, ``data`` and
+``train`` (YAML presets, ``config.yaml`` of a run, a checkpoint's ``config``).
+Overrides use dotted paths, ``section.field=value``, with the value read as YAML
+(``model.k_one2many=6``, ``train.lr_drop_epochs=[8,11]``, ``model.pretrained_backbone=null``);
+the result is rebuilt from scratch, so every override is type-checked and the
+combination validated like the preset itself.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from hdetr.config.base import Config, ConfigError
+from hdetr.config.data import DataConfig
+from hdetr.config.model import ModelConfig
+from hdetr.config.train import TrainConfig
+
+SECTIONS = ("model", "data", "train")
+
+
+@dataclasses.dataclass
+class ExperimentConfig(Config):
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    data: DataConfig = dataclasses.field(default_factory=lambda: DataConfig(synthetic=True))
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    name: str = ""  # the preset it came from, for logs and reports
+
+    def validate(self) -> None:
+        if self.model.scheme == "hybrid_epoch" and self.model.num_epochs != self.train.epochs:
+            raise ConfigError(
+                f"ExperimentConfig: model.num_epochs={self.model.num_epochs} (the schedule the epoch scheme's "
+                f"rho refers to) differs from train.epochs={self.train.epochs}; set both to the same value"
+            )
+        if self.train.lr_drop_epochs and max(self.train.lr_drop_epochs) > self.train.epochs:
+            raise ConfigError(
+                f"ExperimentConfig: train.lr_drop_epochs={self.train.lr_drop_epochs} has a drop after the "
+                f"last epoch (train.epochs={self.train.epochs})"
+            )
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """``"model.k_one2many=6"`` -> ``("model", "k_one2many", 6)``; the value is read as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected section.field=value, e.g. model.k_one2many=6")
+    path, raw = text.split("=", 1)
+    parts = path.strip().split(".")
+    if len(parts) != 2 or not all(parts):
+        raise ConfigError(f"override {text!r}: expected section.field=value with section one of {', '.join(SECTIONS)}")
+    section, field = parts
+    if section not in SECTIONS:
+        raise ConfigError(f"override {text!r}: unknown section {section!r}; expected one of {', '.join(SECTIONS)}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {text!r}: the value is not valid YAML ({exc.__class__.__name__})") from None
+    return section, field, value
+
+
+def apply_overrides(cfg: ExperimentConfig | dict, overrides: Iterable[str]) -> ExperimentConfig:
+    """Return a new, validated config with ``section.field=value`` overrides applied in order."""
+    data = cfg.to_dict() if isinstance(cfg, Config) else merge_dicts({}, cfg)
+    for text in overrides:
+        section, field, value = parse_override(text)
+        data.setdefault(section, {})[field] = value
+    return experiment_from_dict(data)
+
+
+def experiment_from_dict(data: dict[str, Any], source: str = "ExperimentConfig") -> ExperimentConfig:
+    """Build a validated ExperimentConfig; errors name ``source`` (a file or preset) and the field."""
+    try:
+        return ExperimentConfig.from_dict(data)
+    except ConfigError as exc:
+        if source == "ExperimentConfig":
+            raise
+        raise ConfigError(f"{source}: {exc}") from None
+    except TypeError as exc:  # a section given as a scalar, e.g. "model: 3"
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def merge_dicts(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """Deep merge: mappings merge key by key, everything else in ``changes`` replaces ``base``."""
+    out = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_dicts(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    """Read a YAML file that must hold a mapping; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping with sections {', '.join(SECTIONS)}, got {type(data).__name__}")
+    return data

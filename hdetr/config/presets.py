@@ -1,0 +1,119 @@
+"""Named experiment presets: the paper's runs and the synthetic CPU runs.
+
+A preset is a YAML file in ``hdetr/presets/`` with the sections ``model``, ``data``
+and ``train``. A variant names its ``base`` and only what differs (detrex habit)::
+
+    # hdetr/presets/coco_r50_baseline_12ep.yaml
+    base: coco_r50_hybrid_branch_12ep
+    model: {scheme: baseline, num_queries_one2many: 0}
+
+The paper's grid (backbone x schedule x scheme) and its K / T / lambda sweep points
+(``hdetr/experiments/paper_tables.json``) are generated below from a few lines each,
+as variants of the YAML presets, so there is one place per fact.
+"""
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+from hdetr.config.base import ConfigError
+from hdetr.config.experiment import ExperimentConfig, experiment_from_dict, load_yaml_mapping, merge_dicts
+
+PRESET_DIR = Path(__file__).resolve().parents[1] / "presets"
+PAPER_TABLES = Path(__file__).resolve().parents[1] / "experiments" / "paper_tables.json"
+
+# Schemes as in the paper's Table 6 (R50 settings); each row names only what differs.
+_SCHEME_CHANGES: dict[str, dict[str, Any]] = {
+    "baseline": {"scheme": "baseline", "num_queries_one2many": 0},
+    "hybrid_branch": {},
+    "hybrid_epoch": {"scheme": "hybrid_epoch", "num_queries_one2one": 1800, "num_queries_one2many": 0,
+                     "k_one2many": 10, "one2many_epoch_fraction": 2.0 / 3.0},
+    "hybrid_layer": {"scheme": "hybrid_layer", "num_queries_one2one": 1800, "num_queries_one2many": 0,
+                     "k_one2many": 10, "one2many_layers": 4, "one2one_layers": 2},
+}
+# Official schedules: StepLR drop one epoch before the end of 12, six before the end of 36.
+_SCHEDULES = {"12ep": (12, 11), "36ep": (36, 30)}
+# Swin-L at 36 epochs uses drop-path 0.5 in the official configs.
+_BACKBONES = {"r50": {"backbone": "resnet50"}, "swin_t": {"backbone": "swin_tiny"},
+              "swin_l": {"backbone": "swin_large"}}
+
+
+def _grid() -> dict[str, dict[str, Any]]:
+    """coco_{backbone}_{scheme}_{schedule}: variants of coco_r50_hybrid_branch_12ep."""
+    out = {}
+    for bb, bb_changes in _BACKBONES.items():
+        for sched, (epochs, lr_drop) in _SCHEDULES.items():
+            for scheme, scheme_changes in _SCHEME_CHANGES.items():
+                model = {**bb_changes, **scheme_changes, "num_epochs": epochs}
+                if bb == "swin_l" and sched == "36ep":
+                    model["drop_path_rate"] = 0.5
+                out[f"coco_{bb}_{scheme}_{sched}"] = {
+                    "base": "coco_r50_hybrid_branch_12ep",
+                    "model": model,
+                    "train": {"epochs": epochs, "lr_drop": lr_drop},
+                }
+    return out
+
+
+def _sweeps() -> dict[str, dict[str, Any]]:
+    """The 12-epoch R50 sweeps of the paper: K (with T=300K), T (K=6), lambda (K=6, T=1500)."""
+    sweeps = json.loads(PAPER_TABLES.read_text())["sweeps_12ep"]
+    base = "coco_r50_hybrid_branch_12ep"
+    out = {}
+    for k in sweeps["K_with_T_300K"]:
+        if int(k) > 0:  # K=0 is the baseline preset
+            out[f"{base}_k{k}"] = {"base": base, "model": {"k_one2many": int(k), "num_queries_one2many": 300 * int(k)}}
+    for t in sweeps["T_with_K6"]:
+        out[f"{base}_t{t}"] = {"base": base, "model": {"num_queries_one2many": int(t)}}
+    for lam in sweeps["lambda_with_K6_T1500"]:
+        out[f"{base}_lambda{lam}"] = {"base": base, "model": {"lambda_one2many": float(lam)}}
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _definitions() -> dict[str, dict[str, Any]]:
+    defs: dict[str, dict[str, Any]] = {}
+    for path in sorted(PRESET_DIR.glob("*.yaml")):
+        defs[path.stem] = load_yaml_mapping(path)
+    for name, definition in {**_grid(), **_sweeps()}.items():
+        defs.setdefault(name, definition)  # a YAML file of the same name wins
+    return defs
+
+
+def list_presets() -> list[str]:
+    """Names of every preset (YAML files and generated paper variants), sorted."""
+    return sorted(name for name in _definitions() if not name.startswith("_"))
+
+
+def preset_dict(name: str, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The merged mapping of a preset, its bases resolved (no validation yet)."""
+    defs = _definitions()
+    if name not in defs:
+        close = [n for n in list_presets() if name.split("_")[0] in n][:8]
+        hint = f"; similar: {', '.join(close)}" if close else ""
+        raise ConfigError(f"unknown preset {name!r} ({len(list_presets())} presets; `hdetr train --list-presets`){hint}")
+    if name in _seen:
+        raise ConfigError(f"preset {name!r}: circular base chain {' -> '.join(_seen + (name,))}")
+    definition = dict(defs[name])
+    base = definition.pop("base", None)
+    merged = preset_dict(base, _seen + (name,)) if base else {}
+    merged = merge_dicts(merged, definition)
+    merged["name"] = name
+    return merged
+
+
+def get_preset(name: str) -> ExperimentConfig:
+    """The validated ExperimentConfig of a named preset (see ``list_presets()``)."""
+    return experiment_from_dict(preset_dict(name), source=f"preset {name}")
+
+
+def load_experiment(preset: str | None = None, config_file: str | Path | None = None) -> ExperimentConfig:
+    """A preset, or a YAML file (which may name a ``base`` preset), validated."""
+    if config_file is None:
+        return get_preset(preset or "synthetic_demo_hybrid_branch")
+    data = load_yaml_mapping(config_file)
+    base = data.pop("base", None) or preset
+    merged = merge_dicts(preset_dict(base), data) if base else data
+    return experiment_from_dict(merged, source=str(config_file))

@@ -1,0 +1,98 @@
+"""Evaluation loop: one-to-one predictions on a validation set, scored by COCO / LVIS AP.
+
+Under torchrun every process predicts its share of the images (every N-th) and
+``hdetr.evaluation`` gathers them before scoring, so every process must call it
+together. Images are fed in batches without augmentation; the model's own post-processing turns outputs into
+top-k detections in original-image pixels, which ``hdetr.evaluation`` scores with
+pycocotools (COCO) or the LVIS protocol.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if hasattr(model, "module") and isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def _rank_and_world() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _autocast(device: torch.device, amp: bool):
+    if amp and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def predict_dataset(model: nn.Module, dataset: Dataset, *, batch_size: int = 2, device: torch.device | str | None = None,
+                    max_images: int = 0, amp: bool = False, num_workers: int = 0,
+                    progress: bool = False) -> dict[int, dict[str, torch.Tensor]]:
+    """image_id -> dict(scores [k], labels [k], boxes [k, 4] xyxy in original pixels), on the CPU."""
+    from hdetr.data import collate
+
+    model = _unwrap(model)
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    count = min(max_images, len(dataset)) if max_images else len(dataset)
+    rank, world = _rank_and_world()
+    subset = Subset(dataset, range(rank, count, world)) if (count < len(dataset) or world > 1) else dataset
+    loader = DataLoader(subset, batch_size=batch_size, shuffle=False, collate_fn=collate, num_workers=num_workers)
+    was_training = model.training
+    model.eval()
+    predictions: dict[int, dict[str, torch.Tensor]] = {}
+    batches = loader
+    if progress:
+        from tqdm import tqdm
+
+        batches = tqdm(loader, desc="eval", leave=False, dynamic_ncols=True)
+    try:
+        for images, targets in batches:
+            images = [img.to(device) for img in images]
+            with _autocast(device, amp):
+                outputs = model(images)
+            outputs = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in outputs.items()}
+            sizes = torch.stack([t["orig_size"] for t in targets]).to(device)
+            for target, result in zip(targets, model.postprocess(outputs, sizes)):
+                predictions[int(target["image_id"])] = {k: v.detach().cpu() for k, v in result.items()}
+    finally:
+        model.train(was_training)
+    return predictions
+
+
+def score_predictions(dataset: Dataset, predictions: dict[int, dict[str, torch.Tensor]]) -> dict[str, float]:
+    """COCO or LVIS metrics of ``predictions`` against the dataset's ground truth."""
+    from hdetr import evaluation
+
+    kind = getattr(dataset, "kind", None) or ("lvis" if "lvis" in type(dataset).__name__.lower() else "coco")
+    if kind == "lvis":
+        return evaluation.evaluate_lvis(dataset, predictions)
+    return evaluation.evaluate_coco(dataset, predictions)
+
+
+def evaluate_model(model: nn.Module, dataset: Dataset, batch_size: int = 2, *, device: torch.device | str | None = None,
+                   max_images: int = 0, amp: bool = False, num_workers: int = 0,
+                   progress: bool = False) -> dict[str, Any]:
+    """AP, AP50, AP75, APs, APm, APl (and APr/APc/APf on LVIS) of ``model`` on ``dataset``.
+
+    ``max_images`` > 0 evaluates the first N images only (quick checks during CPU runs);
+    the result then also says how many images were scored (``num_images``) and how long
+    prediction took (``eval_seconds``). Under torchrun every process must call it.
+    """
+    start = time.perf_counter()
+    predictions = predict_dataset(model, dataset, batch_size=batch_size, device=device, max_images=max_images,
+                                  amp=amp, num_workers=num_workers, progress=progress)
+    metrics = dict(score_predictions(dataset, predictions))
+    metrics["num_images"] = min(max_images, len(dataset)) if max_images else len(dataset)
+    metrics["eval_seconds"] = round(time.perf_counter() - start, 3)
+    return metrics

@@ -1,0 +1,404 @@
+"""The training loop: one process or many (torchrun), exact resume, honest failure.
+
+``train(cfg, output_dir, resume=False)`` writes into ``output_dir``::
+
+    config.yaml            the ExperimentConfig of the run
+    metrics.jsonl          train / eval rows (format: hdetr.engine.metrics_log)
+    tensorboard/           the same scalars as TensorBoard events
+    checkpoint_last.pth    written every ``checkpoint_every_iters`` steps, at epoch ends and at stops
+    checkpoint_best.pth    the state with the best validation AP so far
+
+Every step: forward (bf16 autocast on CUDA), the criterion's loss terms averaged over
+processes, a stop if any of them is not finite (before the backward, so no bad state
+is ever saved), backward, gradient clipping, AdamW. The learning-rate schedule steps
+once per epoch. The loss of each process is normalised by the number of target boxes
+over all processes (the criterion all-reduces it) and DistributedDataParallel averages
+gradients, so N processes take the same steps as one process with N times the batch.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from hdetr.config.experiment import ExperimentConfig
+from hdetr.engine import checkpoint as ckpt_io
+from hdetr.engine.data_order import EpochBatchSampler, SeededSamples
+from hdetr.engine.distributed import (DistInfo, barrier, broadcast_flag, init_distributed, mean_over_processes,
+                                      shutdown_distributed)
+from hdetr.engine.evaluator import evaluate_model
+from hdetr.engine.metrics_log import MetricsLogger
+from hdetr.engine.optim import build_lr_scheduler, build_optimizer, lr_by_group
+from hdetr.errors import UserError
+
+
+_ROW_KEYS = ("type", "epoch", "iter", "step", "time")
+
+
+class TrainingDiverged(UserError):
+    """A loss term or the gradient norm became NaN or infinite; the message names the step and terms."""
+
+
+@dataclasses.dataclass
+class Progress:
+    epoch: int = 0  # epoch in progress, 0-based
+    batches_done: int = 0  # batches of that epoch trained on
+    global_step: int = 0
+    elapsed: float = 0.0  # seconds of earlier sessions of this run (resumes)
+    best: dict | None = None
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _to_device(targets: list[dict], device: torch.device) -> list[dict]:
+    return [{k: v.to(device) if torch.is_tensor(v) else v for k, v in t.items()} for t in targets]
+
+
+def _float32(obj: Any) -> Any:
+    """Outputs of a bf16 autocast forward, back in float32 for the losses."""
+    if torch.is_tensor(obj):
+        return obj.float() if obj.is_floating_point() else obj
+    if isinstance(obj, dict):
+        return {k: _float32(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_float32(v) for v in obj)
+    return obj
+
+
+def _check_classes(cfg: ExperimentConfig, dataset) -> None:
+    mapping = getattr(dataset, "label_to_category_id", None)
+    if mapping is None:
+        return
+    labels = list(mapping.keys()) if isinstance(mapping, dict) else list(range(len(mapping)))
+    if labels and max(labels) >= cfg.model.num_classes:
+        raise UserError(
+            f"model.num_classes={cfg.model.num_classes} is too small for the dataset, whose labels go up to "
+            f"{max(labels)}; set model.num_classes={max(labels) + 1}"
+        )
+
+
+class Trainer:
+    """Holds one run's model, optimiser, data order and logs; ``run()`` trains to the end or a stop."""
+
+    def __init__(self, cfg: ExperimentConfig, output_dir: str | Path, dist_info: DistInfo) -> None:
+        from hdetr import build_criterion, build_model
+        from hdetr.data import build_dataset
+
+        self.cfg, self.tc = cfg, cfg.train
+        self.out = Path(output_dir)
+        self.dist = dist_info
+        self.device = dist_info.device
+        if self.tc.num_threads:
+            torch.set_num_threads(self.tc.num_threads)
+        if self.tc.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        if self.dist.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+        seed_everything(self.tc.seed + dist_info.rank)
+        self.model = build_model(cfg.model).to(self.device)
+        self.criterion = build_criterion(cfg.model)
+        if isinstance(self.criterion, nn.Module):
+            self.criterion.to(self.device)
+        # the main process builds (or generates) the data first, the others read what it made
+        if self.dist.is_main:
+            self.train_set = build_dataset(cfg.data, "train")
+        barrier()
+        if not self.dist.is_main:
+            self.train_set = build_dataset(cfg.data, "train")
+        _check_classes(cfg, self.train_set)
+        self.val_set = None
+        self.optimizer = build_optimizer(self.model, self.tc)
+        self.lr_scheduler = build_lr_scheduler(self.optimizer, self.tc)
+        self.sampler = EpochBatchSampler(len(self.train_set), self.tc.batch_size, world_size=dist_info.world_size,
+                                         rank=dist_info.rank, seed=self.tc.seed)
+        self.progress = Progress()
+        self.logger = MetricsLogger(self.out, enabled=dist_info.is_main, tensorboard=self.tc.tensorboard)
+        self.ddp_model: nn.Module = self.model
+        self.last_eval: dict[str, Any] | None = None
+        self._session_start = time.perf_counter()
+
+    # ------------------------------------------------------------ state
+
+    @property
+    def last_path(self) -> Path:
+        return self.out / ckpt_io.LAST
+
+    @property
+    def best_path(self) -> Path:
+        return self.out / ckpt_io.BEST
+
+    def elapsed(self) -> float:
+        return self.progress.elapsed + time.perf_counter() - self._session_start
+
+    def resume(self) -> bool:
+        """Load ``checkpoint_last.pth`` of the output folder if there is one; True when resumed."""
+        if not self.last_path.is_file():
+            return False
+        state = ckpt_io.read_training_checkpoint(self.last_path)
+        saved_model_cfg = state["config"].get("model", {})
+        if saved_model_cfg != self.cfg.model.to_dict():
+            changed = sorted(k for k in set(saved_model_cfg) | set(self.cfg.model.to_dict())
+                             if saved_model_cfg.get(k) != self.cfg.model.to_dict().get(k))
+            raise UserError(f"{self.last_path}: was trained with a different model config "
+                            f"(fields {', '.join(changed)}); resume with the run's own config.yaml")
+        ckpt_io.load_model_state(self.model, state["model"], str(self.last_path))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+        self.progress = Progress(epoch=state["epoch"], batches_done=state["batches_done"],
+                                 global_step=state["global_step"], elapsed=state.get("elapsed", 0.0),
+                                 best=state.get("best"))
+        self.last_eval = state.get("last_eval")
+        ckpt_io.restore_rng_state(state["rng"])
+        self.logger.truncate_after(self.progress.global_step)
+        return True
+
+    def save(self) -> None:
+        """Write checkpoint_last.pth (main process) from the current, known-good state."""
+        if not self.dist.is_main:
+            return
+        p = self.progress
+        state = ckpt_io.training_state(model=self.model, optimizer=self.optimizer, lr_scheduler=self.lr_scheduler,
+                                       epoch=p.epoch, batches_done=p.batches_done, global_step=p.global_step,
+                                       config=self.cfg.to_dict(), best=p.best)
+        state["elapsed"] = self.elapsed()
+        state["last_eval"] = self.last_eval
+        ckpt_io.save_atomic(state, self.last_path)
+
+    # ------------------------------------------------------------ evaluation
+
+    def evaluate(self) -> dict[str, Any] | None:
+        """Score the one-to-one predictions on the validation set (all processes share the images),
+        log, keep the best."""
+        from hdetr.data import build_dataset
+
+        if self.val_set is None:
+            self.val_set = build_dataset(self.cfg.data, "val")
+        metrics = evaluate_model(self.model, self.val_set, batch_size=self.tc.batch_size, device=self.device,
+                                 max_images=self.tc.eval_max_images, amp=self.tc.amp,
+                                 progress=self.tc.progress and self.dist.is_main)
+        p = self.progress
+        row = {"type": "eval", "epoch": p.epoch, "iter": p.batches_done, "step": p.global_step,
+               **{k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))},
+               "time": round(self.elapsed(), 3)}
+        self.logger.log(row)
+        self.last_eval = row
+        ap = row.get("AP", float("nan"))
+        if math.isfinite(ap) and (p.best is None or ap > p.best["AP"]):
+            p.best = {"AP": ap, "epoch": p.epoch, "batches_done": p.batches_done, "global_step": p.global_step}
+        return metrics
+
+    def save_after_eval(self, improved_before: dict | None) -> None:
+        self.save()
+        if self.dist.is_main and self.progress.best is not improved_before and self.progress.best is not None:
+            ckpt_io.copy_atomic(self.last_path, self.best_path)
+
+    # ------------------------------------------------------------ steps
+
+    def step(self, images: list[torch.Tensor], targets: list[dict]) -> dict[str, float]:
+        """One optimiser step; returns the loss terms averaged over processes, and the grad norm."""
+        p = self.progress
+        images = [img.to(self.device, non_blocking=True) for img in images]
+        targets = _to_device(targets, self.device)
+        use_amp = self.tc.amp and self.device.type == "cuda"
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
+            outputs = self.ddp_model(images)
+        loss_dict = self.criterion(_float32(outputs), targets, epoch=p.epoch)
+        weights = self.criterion.weight_dict
+        total = sum(loss_dict[k] * weights[k] for k in weights if k in loss_dict)
+        logged = mean_over_processes({**loss_dict, "loss": total})
+        bad = {k: v for k, v in logged.items() if not math.isfinite(v)}
+        if bad:
+            self._diverged(", ".join(f"{k}={v}" for k, v in sorted(bad.items())), "loss")
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        params = [q for q in self.model.parameters() if q.requires_grad]
+        if self.tc.clip_max_norm > 0:
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, self.tc.clip_max_norm)
+        else:
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, float("inf"))  # the norm only
+        if not math.isfinite(float(grad_norm)):
+            self._diverged(f"grad_norm={float(grad_norm)} (loss={logged['loss']:.6g})", "gradient")
+        self.optimizer.step()
+        logged["grad_norm"] = float(grad_norm)
+        return logged
+
+    def _diverged(self, terms: str, what: str) -> None:
+        p = self.progress
+        kept = (f"the last good checkpoint {self.last_path} is kept" if self.last_path.is_file()
+                else "no checkpoint was written yet")
+        msg = (f"training stopped: non-finite {what} at epoch {p.epoch}, iteration {p.batches_done} "
+               f"(step {p.global_step + 1}): {terms}; the bad step was not applied and {kept}")
+        self.logger.log({"type": "error", "epoch": p.epoch, "iter": p.batches_done, "step": p.global_step + 1,
+                         "message": msg, "time": round(self.elapsed(), 3)})
+        raise TrainingDiverged(msg)
+
+    # ------------------------------------------------------------ loop
+
+    def _stop_reason(self) -> str | None:
+        if self.tc.max_iters and self.progress.global_step >= self.tc.max_iters:
+            return "max_iters"
+        if self.tc.max_wall_seconds:
+            if broadcast_flag(self.elapsed() >= self.tc.max_wall_seconds, self.device):
+                return "max_wall_seconds"
+        return None
+
+    def _loader(self) -> DataLoader:
+        p = self.progress
+        self.sampler.set_epoch(p.epoch, start_batch=p.batches_done)
+        from hdetr.data import collate
+
+        # its own generator: creating the iterator must not draw from the global RNG (exact resume)
+        generator = torch.Generator().manual_seed(self.tc.seed * 7919 + p.epoch)
+        return DataLoader(SeededSamples(self.train_set), batch_sampler=self.sampler, collate_fn=collate,
+                          num_workers=self.cfg.data.num_workers, generator=generator,
+                          pin_memory=self.device.type == "cuda", persistent_workers=False)
+
+    def run(self, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
+        if not resume and self.last_path.is_file():
+            if not overwrite:
+                raise UserError(f"{self.out} already holds a run ({ckpt_io.LAST}); pass --resume to continue it, "
+                                f"--overwrite to start again there, or choose another output folder")
+            barrier()  # every rank has seen the old files before the main one removes them
+            if self.dist.is_main:
+                for stale in (self.last_path, self.best_path):
+                    stale.unlink(missing_ok=True)
+        resumed = self.resume() if resume else False
+        if self.dist.is_main:
+            (self.out / "config.yaml").write_text(self.cfg.to_yaml())
+            if not resumed:
+                self.logger.truncate_after(-1)
+        if self.dist.distributed:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp_model = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=device_ids, find_unused_parameters=self.tc.find_unused_parameters)
+        self.model.train()
+        p, tc = self.progress, self.tc
+        stopped_by = self._stop_reason() or ("epochs" if p.epoch >= tc.epochs else None)
+        window: dict[str, float] = {}
+        window_steps, window_start = 0, time.perf_counter()
+        global_batch = tc.batch_size * self.dist.world_size
+        while stopped_by is None:
+            bar = self._progress_bar()
+            for images, targets in self._loader():
+                logged = self.step(images, targets)
+                p.batches_done += 1
+                p.global_step += 1
+                for k, v in logged.items():
+                    window[k] = window.get(k, 0.0) + v
+                window_steps += 1
+                lrs = lr_by_group(self.optimizer)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{logged['loss']:.3f}", lr=f"{lrs.get('default', 0):.1e}")
+                if p.global_step % tc.log_every_iters == 0 or p.batches_done == self.sampler.batches_per_epoch:
+                    seconds = time.perf_counter() - window_start
+                    row = {"type": "train", "epoch": p.epoch, "iter": p.batches_done - 1, "step": p.global_step,
+                           **{k: v / window_steps for k, v in window.items()},
+                           "lr": lrs.get("default", next(iter(lrs.values()))),
+                           **{f"lr_{k}": v for k, v in lrs.items() if k != "default"},
+                           "images_per_s": round(window_steps * global_batch / max(seconds, 1e-9), 3),
+                           "time": round(self.elapsed(), 3)}
+                    self.logger.log(row)
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{row['lr']:.1e}",
+                                        img_s=f"{row['images_per_s']:.1f}")
+                    window, window_steps, window_start = {}, 0, time.perf_counter()
+                end_of_epoch = p.batches_done == self.sampler.batches_per_epoch
+                stopped_by = self._stop_reason()
+                if end_of_epoch:
+                    break
+                if tc.eval_every_iters and p.global_step % tc.eval_every_iters == 0:
+                    best = p.best
+                    self.evaluate()
+                    self.save_after_eval(best)
+                elif stopped_by or (tc.checkpoint_every_iters and p.global_step % tc.checkpoint_every_iters == 0):
+                    self.save()
+                if stopped_by:
+                    break
+            if bar is not None:
+                bar.close()
+            if p.batches_done == self.sampler.batches_per_epoch:
+                self._end_epoch()
+                if p.epoch >= tc.epochs:
+                    stopped_by = stopped_by or "epochs"
+        if self.last_eval is None or self.last_eval.get("step") != p.global_step:
+            best = p.best
+            self.evaluate()
+            self.save_after_eval(best)
+        self.logger.close()
+        return self._summary(stopped_by, resumed)
+
+    def _end_epoch(self) -> None:
+        p, tc = self.progress, self.tc
+        self.lr_scheduler.step()
+        p.epoch += 1
+        p.batches_done = 0
+        due = tc.eval_every_epochs and p.epoch % tc.eval_every_epochs == 0
+        if due or p.epoch >= tc.epochs:
+            best = p.best
+            self.evaluate()
+            self.save_after_eval(best)
+        else:
+            self.save()
+
+    def _progress_bar(self):
+        if not (self.tc.progress and self.dist.is_main):
+            return None
+        from tqdm import tqdm
+
+        p = self.progress
+        return tqdm(total=self.sampler.batches_per_epoch, initial=p.batches_done, desc=f"epoch {p.epoch}",
+                    dynamic_ncols=True, leave=False)
+
+    def _summary(self, stopped_by: str, resumed: bool) -> dict[str, Any]:
+        p = self.progress
+        return {
+            "metrics": {k: v for k, v in (self.last_eval or {}).items() if k not in _ROW_KEYS},
+            "best": p.best,
+            "epoch": p.epoch,
+            "batches_done": p.batches_done,
+            "global_step": p.global_step,
+            "stopped_by": stopped_by,
+            "resumed": resumed,
+            "rank": self.dist.rank,
+            "train_seconds": round(self.elapsed(), 3),
+            "output_dir": str(self.out),
+            "metrics_path": str(self.logger.path),
+            "checkpoint_last": str(self.last_path),
+            "checkpoint_best": str(self.best_path) if self.best_path.is_file() else None,
+        }
+
+
+def train(cfg: ExperimentConfig, output_dir: str | Path, resume: bool = False, overwrite: bool = True) -> dict[str, Any]:
+    """Train ``cfg`` into ``output_dir`` (one process, or each process of a torchrun launch).
+
+    With ``resume=True`` an existing ``checkpoint_last.pth`` there is continued exactly
+    (same data order, random states, optimiser and schedule); without one, training starts.
+    Returns the final evaluation (``metrics``), the ``best`` AP, how the run ended
+    (``stopped_by``: epochs, max_iters or max_wall_seconds) and the paths of
+    ``metrics.jsonl`` and the checkpoints. A folder that already holds a run is
+    started afresh when ``overwrite`` (the CLI refuses unless ``--overwrite``).
+    """
+    import torch.distributed as dist
+
+    owns_group = not (dist.is_available() and dist.is_initialized())
+    dist_info = init_distributed(cfg.train.device)
+    try:
+        return Trainer(cfg, output_dir, dist_info).run(resume=resume, overwrite=overwrite)
+    finally:
+        if owns_group:
+            shutdown_distributed()

@@ -1,0 +1,11 @@
+"""Reproducing the paper's tables: its reference numbers, the papermill runner, report writers.
+
+- ``hdetr.experiments.paper``: ``load_paper_tables()``, ``paper_table(name)`` -> ``PaperTable``
+  (the paper's tables as published, with "approx" cells marked).
+- ``hdetr.experiments.report``: ``ComparisonRow`` and ``write_report(...)``, which put the
+  measured numbers (mean and spread over seeds) beside the paper's in markdown + JSON.
+- ``hdetr.experiments.scales``: what "smoke", "cpu" and "paper" scale mean for each table.
+- ``hdetr.experiments.study``: train and evaluate a list of variants (``run_study``).
+- ``hdetr.experiments.runner``: execute the experiment notebooks with papermill
+  (``hdetr reproduce``), never overwriting a finished report with a failed run.
+"""

@@ -1,0 +1,93 @@
+"""Train and evaluate a list of variants over seeds: the measured half of every report.
+
+A ``Variant`` is a label plus ``section.field=value`` overrides on a study's base
+``ExperimentConfig`` (the same overrides ``hdetr train --set`` takes), and the
+paper's numbers for its counterpart. ``run_study`` trains every (variant, seed)
+with ``hdetr.engine.train`` into its own folder and returns ``ComparisonRow`` s
+for ``hdetr.experiments.report.write_report``; the runs' ``metrics.jsonl`` files
+stay in the run folders (``curves`` reads them back for figures).
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from hdetr.config.experiment import ExperimentConfig, apply_overrides
+from hdetr.experiments.report import ComparisonRow
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One configuration of a study.
+
+    key: folder-safe name (``baseline``, ``hybrid_branch``, ``k1`` ...).
+    label: the row label in reports.
+    overrides: ``section.field=value`` strings applied to the study's base config.
+    paper: metric -> the paper's value for its counterpart (PaperCell or float; percent).
+    paper_source: where ``paper`` comes from (table, backbone, schedule).
+    """
+
+    key: str
+    label: str
+    overrides: tuple[str, ...] = ()
+    paper: dict[str, Any] = dataclasses.field(default_factory=dict)
+    paper_source: str = ""
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.key):
+            raise ValueError(f"Variant key {self.key!r}: use letters, digits, '_', '-', '.' (it names a folder)")
+
+
+def variant_config(base: ExperimentConfig, variant: Variant, seed: int) -> ExperimentConfig:
+    """The validated config of one run (``variant``'s overrides and ``train.seed``)."""
+    return apply_overrides(base, [*variant.overrides, f"train.seed={seed}"])
+
+
+def run_study(base: ExperimentConfig, variants: Sequence[Variant], seeds: Sequence[int], runs_dir: str | Path, *,
+              log: Callable[[str], None] = print) -> list[ComparisonRow]:
+    """Train every variant with every seed; one ComparisonRow per variant (runs in seed order).
+
+    Every config is built (and validated) before the first run starts, so a bad
+    override fails in seconds, not after an hour of training.
+    """
+    from hdetr.engine import train
+
+    runs_dir = Path(runs_dir)
+    configs = {(v.key, s): variant_config(base, v, s) for v in variants for s in seeds}
+    rows = []
+    for variant in variants:
+        measured, details = [], []
+        for seed in seeds:
+            out = runs_dir / variant.key / f"seed{seed}"
+            start = time.perf_counter()
+            log(f"[{variant.key} seed {seed}] training into {out}")
+            result = train(configs[variant.key, seed], out)
+            metrics = {k: float(v) for k, v in (result.get("metrics") or {}).items() if isinstance(v, (int, float))}
+            measured.append(metrics)
+            details.append({"seed": seed, "steps": result.get("global_step"),
+                            "train_seconds": result.get("train_seconds"), "stopped_by": result.get("stopped_by"),
+                            "wall_seconds": round(time.perf_counter() - start, 1), "run_dir": str(out)})
+            log(f"[{variant.key} seed {seed}] AP {100 * metrics.get('AP', float('nan')):.1f} after "
+                f"{result.get('global_step')} steps ({details[-1]['wall_seconds']:.0f}s)")
+        rows.append(ComparisonRow(label=variant.label, measured=measured, paper=dict(variant.paper),
+                                  paper_source=variant.paper_source, details=details))
+    return rows
+
+
+def curves(row: ComparisonRow, key: str, kind: str = "train") -> list[tuple[list[int], list[float]]]:
+    """Per run of ``row``: (steps, values) of ``key`` in the run's metrics.jsonl rows of type ``kind``."""
+    from hdetr.engine import read_metrics
+
+    result = []
+    for details in row.details:
+        rows = [r for r in read_metrics(details["run_dir"]) if r.get("type") == kind and key in r]
+        result.append(([int(r["step"]) for r in rows], [float(r[key]) for r in rows]))
+    return result
+
+
+def rows_with_paper(rows: Sequence[ComparisonRow], paper: dict[str, dict[str, Any]], source: str) -> list[ComparisonRow]:
+    """The same measured rows with other paper numbers (label -> metric -> value), e.g. for a second table."""
+    return [dataclasses.replace(r, paper=dict(paper.get(r.label, {})), paper_source=source) for r in rows]

@@ -1,0 +1,338 @@
+"""The H-DETR criterion: focal + L1 + GIoU over the groups of the supervision plan.
+
+``build_criterion(config)(outputs, targets, epoch=0, record=False)`` returns the
+official loss dict; the total loss is
+``sum(losses[k] * criterion.weight_dict[k] for k in criterion.weight_dict if k in losses)``.
+
+Loss keys (the official names, so logs compare with the official code)
+-------------------------------------------------------------------------
+``loss_ce`` (sigmoid focal), ``loss_bbox`` (L1 on cxcywh), ``loss_giou`` (1 - GIoU),
+each divided by the number of target boxes (K times it for K-repeated targets),
+averaged over processes under DDP. Suffixes name where a term comes from:
+
+- none: the last decoder layer; ``_{i}``: decoder layer i < dec_layers - 1;
+  ``_enc``: the two-stage encoder proposals (class-agnostic targets: label 0).
+- ``_one2many``: the group was matched against the K-times repeated targets.
+
+Logged, not weighted (as the official): ``class_error`` (100 - top-1 accuracy of
+the matched queries, last layer only) and ``cardinality_error`` (per layer).
+
+Per scheme:
+
+- baseline: the plain keys.
+- hybrid_branch: the plain keys for the n one-to-one queries, ``..._one2many``
+  for the T extra queries (every layer, no encoder term), each multiplied by
+  lambda as the official ``train_hybrid`` does (class_error_one2many included).
+- hybrid_epoch: during the first rho of the epochs every decoder key carries
+  ``_one2many`` (the only supervision is one-to-many, so there is no plain
+  ``loss_ce``/``class_error`` then); afterwards the plain keys.
+- hybrid_layer: layers l < L1 give ``loss_*_{l}_one2many``, the last L2 layers
+  the plain keys. We chose a suffix over plain keys because the key then says
+  which target set a layer was matched against, and a log never mixes the two
+  kinds of terms under one name; the weights are the same either way, so the
+  total loss does not depend on this choice.
+
+Speed: all groups of a step are matched in one call (see
+``hdetr.matching.hungarian``), and the layers of a group share one stacked focal
+loss and one gather of matched boxes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from hdetr.boxes import box_iou, cxcywh_to_xyxy, paired_generalized_box_iou
+from hdetr.errors import UserError
+from hdetr.matching.costs import class_cost, giou_cost, l1_cost
+from hdetr.matching.hungarian import Assignment, HungarianMatcher, MatchProblem
+from hdetr.matching.plan import ENCODER_LAYER, Group, plan
+from hdetr.matching.records import AssignmentRecord
+from hdetr.matching.targets import PaddedTargets, pad_targets
+
+LOSS_NAMES = ("loss_ce", "loss_bbox", "loss_giou")
+
+
+def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float, gamma: float) -> torch.Tensor:
+    """Element-wise sigmoid focal loss (Lin et al.), no reduction; logits, targets [...] -> [...]."""
+    prob = logits.sigmoid()
+    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    p_t = prob * targets + (1 - prob) * (1 - targets)
+    loss = ce * (1 - p_t) ** gamma
+    if alpha >= 0:
+        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
+    return loss
+
+
+def average_num_boxes(count: int, device: torch.device) -> float:
+    """Boxes per process: all_reduce of ``count`` over processes divided by the world size (no clamp)."""
+    total = torch.as_tensor([float(count)], device=device)
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(total)
+        total = total / dist.get_world_size()
+    return total.item()
+
+
+def official_weight_dict(config) -> dict[str, float]:
+    """Weights in the official layout: every key with and without ``_one2many``."""
+    base = {"loss_ce": config.cls_loss_coef, "loss_bbox": config.bbox_loss_coef, "loss_giou": config.giou_loss_coef}
+    weights = dict(base)
+    if config.aux_loss:
+        for i in range(config.dec_layers - 1):
+            weights.update({f"{k}_{i}": v for k, v in base.items()})
+    if config.two_stage:
+        weights.update({f"{k}_enc": v for k, v in base.items()})
+    return {key: value for k, v in weights.items() for key, value in ((k, v), (f"{k}_one2many", v))}
+
+
+@dataclass
+class _StackedGroups:
+    """Plan groups that share an output set, target set, K, weight and tag, stacked over layers.
+
+    logits [L, B, Q, C] and boxes [L, B, Q, 4] keep their autograd history.
+    """
+
+    groups: list[Group]
+    logits: torch.Tensor
+    boxes: torch.Tensor
+    targets: PaddedTargets
+
+    @property
+    def first(self) -> Group:
+        return self.groups[0]
+
+    @property
+    def name(self) -> str:
+        layers = ", ".join(str(g.layer) for g in self.groups)
+        return f"{self.first.tag} group on {self.first.queries} queries, layers {layers}"
+
+
+class HybridCriterion(nn.Module):
+    """Loss of every scheme; see the module docstring for the keys."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.matcher = HungarianMatcher.from_config(config)
+        self.weight_dict = official_weight_dict(config)
+        self.last_assignments: list[AssignmentRecord] = []
+
+    def forward(self, outputs: dict, targets: list[dict], epoch: int = 0, record: bool = False) -> dict:
+        """outputs: the model's dict (see hdetr.models); targets: per image ``labels`` [G] and
+        normalised cxcywh ``boxes`` [G, 4]. Returns loss name -> scalar tensor."""
+        if "pred_logits" not in outputs or "pred_boxes" not in outputs:
+            raise UserError(f"criterion: outputs need 'pred_logits' and 'pred_boxes', got keys {sorted(outputs)}")
+        device = outputs["pred_logits"].device
+        if len(targets) != outputs["pred_logits"].shape[0]:
+            raise UserError(
+                f"criterion: {len(targets)} target dicts for a batch of {outputs['pred_logits'].shape[0]} images"
+            )
+        padded = pad_targets(targets, self.config.num_classes, device)
+        boxes_per_process = average_num_boxes(padded.total, device)
+        stacks, matches = self._match(outputs, padded, epoch)
+        losses: dict[str, torch.Tensor] = {}
+        records: list[AssignmentRecord] = []
+        for stack, assignments in zip(stacks, matches):
+            num_boxes = max(stack.first.repeat_k * boxes_per_process, 1.0)
+            pairs = _matched_pairs(stack, assignments)
+            losses.update(self._losses(stack, pairs, num_boxes))
+            if record:
+                records.extend(self._records(stack, assignments, pairs))
+        self.last_assignments = records
+        return losses
+
+    @torch.no_grad()
+    def match(self, outputs: dict, targets: list[dict], epoch: int = 0) -> list[tuple[Group, list[Assignment]]]:
+        """Only the matching stage of ``forward``: (plan group, per-image Assignments) for every
+        group the outputs supply; one batched pass, one device-to-host transfer."""
+        padded = pad_targets(targets, self.config.num_classes, outputs["pred_logits"].device)
+        stacks, matches = self._match(outputs, padded, epoch)
+        return [(g, per_image) for s, m in zip(stacks, matches) for g, per_image in zip(s.groups, m)]
+
+    def _match(self, outputs: dict, padded: PaddedTargets, epoch: int):
+        stacks = self._stack(plan(self.config, epoch), outputs, padded)
+        matches = self.matcher.match([
+            MatchProblem(s.logits, s.boxes, s.targets, s.first.repeat_k, s.name) for s in stacks
+        ])
+        return stacks, matches
+
+    def total_loss(self, losses: dict) -> torch.Tensor:
+        """The weighted sum of the terms that have a weight."""
+        return sum(losses[k] * w for k, w in self.weight_dict.items() if k in losses)
+
+    # -- grouping ---------------------------------------------------------------------------
+    def _stack(self, groups: list[Group], outputs: dict, padded: PaddedTargets) -> list[_StackedGroups]:
+        buckets: dict[tuple, list[Group]] = {}
+        for group in groups:
+            key = (group.queries, group.layer == ENCODER_LAYER, group.repeat_k, group.weight, group.tag)
+            buckets.setdefault(key, []).append(group)
+        stacks = []
+        for members in buckets.values():
+            found = [(g, self._layer_outputs(outputs, g)) for g in members]
+            found = [(g, o) for g, o in found if o is not None and o["pred_logits"].shape[1] > 0]
+            if not found:
+                continue
+            group_targets = padded.class_agnostic() if members[0].layer == ENCODER_LAYER else padded
+            stacks.append(_StackedGroups(
+                groups=[g for g, _ in found],
+                logits=torch.stack([o["pred_logits"] for _, o in found]),
+                boxes=torch.stack([o["pred_boxes"] for _, o in found]),
+                targets=group_targets,
+            ))
+        return stacks
+
+    def _layer_outputs(self, outputs: dict, group: Group) -> dict | None:
+        """The predictions of ``group`` or None when the model did not produce them (eval mode's
+        empty one-to-many set, no aux outputs, no encoder proposals)."""
+        if group.layer == ENCODER_LAYER:
+            return outputs.get("enc_outputs")
+        suffix = "" if group.queries == "one2one" else "_one2many"
+        if group.layer == self.config.dec_layers - 1:
+            if f"pred_logits{suffix}" not in outputs:
+                return None
+            return {"pred_logits": outputs[f"pred_logits{suffix}"], "pred_boxes": outputs[f"pred_boxes{suffix}"]}
+        aux = outputs.get(f"aux_outputs{suffix}")
+        if aux is None:
+            return None
+        if len(aux) != self.config.dec_layers - 1:
+            raise UserError(
+                f"criterion: outputs['aux_outputs{suffix}'] has {len(aux)} layers, the config's dec_layers="
+                f"{self.config.dec_layers} expects {self.config.dec_layers - 1}"
+            )
+        return aux[group.layer]
+
+    # -- losses -----------------------------------------------------------------------------
+    def _losses(self, stack: _StackedGroups, pairs: "_Pairs", num_boxes: float) -> dict:
+        logits, boxes = stack.logits, stack.boxes
+        num_layers = len(stack.groups)
+        labels = stack.targets.labels[pairs.image, pairs.target]
+        focal = _focal_loss_per_layer(logits, pairs, labels, self.config.focal_alpha, self.config.focal_gamma)
+        per_layer = {"loss_ce": focal / num_boxes}
+
+        src = boxes[pairs.layer, pairs.image, pairs.query]
+        tgt = stack.targets.boxes[pairs.image, pairs.target]
+        l1 = (src - tgt).abs().sum(-1)
+        giou = 1 - paired_generalized_box_iou(cxcywh_to_xyxy(src), cxcywh_to_xyxy(tgt))
+        per_layer["loss_bbox"] = l1.new_zeros(num_layers).index_add(0, pairs.layer, l1) / num_boxes
+        per_layer["loss_giou"] = giou.new_zeros(num_layers).index_add(0, pairs.layer, giou) / num_boxes
+
+        with torch.no_grad():
+            sizes = torch.as_tensor(stack.targets.sizes, device=logits.device) * stack.first.repeat_k
+            predicted = (logits.argmax(-1) != logits.shape[-1] - 1).sum(-1)
+            per_layer["cardinality_error"] = (predicted - sizes).abs().float().mean(-1)
+
+        weight = stack.first.weight
+        suffix = "_one2many" if stack.first.tag == "one2many" else ""
+        losses = {}
+        for index, group in enumerate(stack.groups):
+            key_suffix = self._layer_suffix(group.layer) + suffix
+            for name, values in per_layer.items():
+                losses[name + key_suffix] = values[index] * weight
+            if group.layer == self.config.dec_layers - 1:
+                losses["class_error" + suffix] = _class_error(logits, pairs, labels, index) * weight
+        return losses
+
+    def _layer_suffix(self, layer: int) -> str:
+        if layer == ENCODER_LAYER:
+            return "_enc"
+        return "" if layer == self.config.dec_layers - 1 else f"_{layer}"
+
+    # -- records ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def _records(self, stack: _StackedGroups, assignments: list[list[Assignment]], pairs: "_Pairs") -> list:
+        labels = stack.targets.labels[pairs.image, pairs.target]
+        pred = stack.boxes.detach()[pairs.layer, pairs.image, pairs.query]
+        tgt = stack.targets.boxes[pairs.image, pairs.target]
+        prob = stack.logits.detach()[pairs.layer, pairs.image, pairs.query, labels].sigmoid()
+        terms = torch.stack((
+            class_cost(prob, self.config.focal_alpha, self.config.focal_gamma),
+            l1_cost(pred, tgt),
+            giou_cost(pred, tgt),
+        ), dim=1).cpu()
+        pred_xyxy, tgt_xyxy = cxcywh_to_xyxy(pred).cpu(), cxcywh_to_xyxy(tgt).cpu()
+        records, start = [], 0
+        for index, group in enumerate(stack.groups):
+            for image, assignment in enumerate(assignments[index]):
+                count = len(assignment.query_indices)
+                part = slice(start, start + count)
+                start += count
+                size = max(stack.targets.sizes[image], 1)
+                iou = box_iou(pred_xyxy[part], tgt_xyxy[part])[0].diagonal() if count else torch.zeros(0)
+                records.append(AssignmentRecord(
+                    image_index=image,
+                    layer=group.layer,
+                    group=group.tag,
+                    query_indices=assignment.query_indices,
+                    target_indices=assignment.target_indices % size,
+                    copy_indices=assignment.target_indices // size,
+                    cost_class=terms[part, 0],
+                    cost_bbox=terms[part, 1],
+                    cost_giou=terms[part, 2],
+                    iou=iou,
+                ))
+        return records
+
+
+@dataclass
+class _Pairs:
+    """Matched pairs of a stack, flattened over (layer, image): indices [P] on the predictions' device.
+    ``target`` indexes the image's original (not repeated) targets."""
+
+    layer: torch.Tensor
+    image: torch.Tensor
+    query: torch.Tensor
+    target: torch.Tensor
+
+
+def _matched_pairs(stack: _StackedGroups, assignments: list[list[Assignment]]) -> _Pairs:
+    columns: list[list[torch.Tensor]] = [[], [], [], []]
+    for layer, per_image in enumerate(assignments):
+        for image, assignment in enumerate(per_image):
+            count = len(assignment.query_indices)
+            size = max(stack.targets.sizes[image], 1)
+            columns[0].append(torch.full((count,), layer, dtype=torch.int64))
+            columns[1].append(torch.full((count,), image, dtype=torch.int64))
+            columns[2].append(assignment.query_indices)
+            columns[3].append(assignment.target_indices % size)
+    # One host-to-device copy for all index columns.
+    flat = torch.stack([torch.cat(c) for c in columns]).to(stack.logits.device)
+    return _Pairs(*flat.unbind(0))
+
+
+def _focal_loss_per_layer(logits: torch.Tensor, pairs: _Pairs, labels: torch.Tensor, alpha: float,
+                          gamma: float) -> torch.Tensor:
+    """Sum of the sigmoid focal loss over [L, B, Q, C] logits with one-hot targets at the matched
+    (layer, image, query, label) entries -> [L].
+
+    The one-hot target is never built: every entry is first scored as background
+    (one dense pass), then the few matched entries swap their background term
+    for the foreground one. Same value as ``sigmoid_focal_loss`` summed, in a
+    third of the dense passes (and of the memory autograd keeps).
+    """
+    background = (1 - alpha) * logits.sigmoid().pow(gamma) * F.softplus(logits)
+    per_layer = background.sum((1, 2, 3))
+    matched = logits[pairs.layer, pairs.image, pairs.query, labels]
+    prob = matched.sigmoid()
+    foreground = alpha * (1 - prob).pow(gamma) * F.softplus(-matched)
+    swap = foreground - (1 - alpha) * prob.pow(gamma) * F.softplus(matched)
+    return per_layer.index_add(0, pairs.layer, swap)
+
+
+def _class_error(logits: torch.Tensor, pairs: _Pairs, labels: torch.Tensor, layer_index: int) -> torch.Tensor:
+    """100 - top-1 accuracy (%) of the matched queries of one stacked layer (100 when nothing matched,
+    as the official ``accuracy`` returns 0 for no targets)."""
+    with torch.no_grad():
+        keep = pairs.layer == layer_index
+        predicted = logits[layer_index, pairs.image[keep], pairs.query[keep]].argmax(-1)
+        matched = keep.sum()
+        correct = (predicted == labels[keep]).sum().float()
+        accuracy = torch.where(matched > 0, correct * 100.0 / matched.clamp(min=1), torch.zeros_like(correct))
+        return 100 - accuracy
+
+
+def build_criterion(config) -> HybridCriterion:
+    """The criterion for ``config`` (a ModelConfig: scheme, K, T, lambda, rho, L1/L2, costs, weights)."""
+    return HybridCriterion(config)

@@ -1,0 +1,17 @@
+"""Hybrid matching: matching costs, the Hungarian matcher, the supervision plan, assignment records.
+
+- ``plan(config, epoch)`` -> list of ``Group`` (which outputs meet which targets, K, weight).
+- ``HungarianMatcher`` matches many (layer, group) problems in one batched pass.
+- ``AssignmentRecord`` / ``records_to_rows`` describe who matched whom (``record=True`` in the criterion).
+"""
+from hdetr.matching.costs import CostWeights, class_cost, cost_matrix, giou_cost, l1_cost
+from hdetr.matching.hungarian import Assignment, HungarianMatcher, MatchProblem
+from hdetr.matching.plan import ENCODER_LAYER, Group, one2many_epochs, plan
+from hdetr.matching.records import AssignmentRecord, records_to_rows
+from hdetr.matching.targets import PaddedTargets, pad_targets
+
+__all__ = [
+    "Assignment", "AssignmentRecord", "CostWeights", "ENCODER_LAYER", "Group", "HungarianMatcher",
+    "MatchProblem", "PaddedTargets", "class_cost", "cost_matrix", "giou_cost", "l1_cost", "one2many_epochs",
+    "pad_targets", "plan", "records_to_rows",
+]

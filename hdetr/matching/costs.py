@@ -1,0 +1,97 @@
+"""The three matching costs of Deformable-DETR / H-DETR.
+
+Every function here broadcasts over leading dimensions, so the same code builds
+whole cost matrices (``cost_matrix``: all layers and images of a group at once)
+and the per-pair costs of matched pairs (``[P, ·]`` against ``[P, ·]``) that
+assignment records store.
+
+The class cost is the focal-loss difference evaluated at the target's class
+(positive focal term minus negative focal term), so a query that already scores
+high for the right class is cheap to match; the ``1e-8`` inside the logs is the
+official code's, kept so costs (and therefore assignments) are identical.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+_LOG_EPS = 1e-8
+
+
+@dataclass(frozen=True)
+class CostWeights:
+    """Weights of the class, L1 and GIoU costs and the focal parameters of the class cost."""
+
+    cost_class: float = 2.0
+    cost_bbox: float = 5.0
+    cost_giou: float = 2.0
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.cost_class == 0 and self.cost_bbox == 0 and self.cost_giou == 0:
+            raise ValueError("CostWeights: set_cost_class, set_cost_bbox and set_cost_giou cannot all be 0")
+
+
+def class_cost(prob: torch.Tensor, alpha: float, gamma: float) -> torch.Tensor:
+    """Focal class cost from the predicted probability of the target class.
+
+    prob: [...] sigmoid score of each prediction for its candidate target's class.
+    Returns [...] (lower is better; negative for confident correct predictions).
+    """
+    positive = alpha * (1 - prob) ** gamma * -(prob + _LOG_EPS).log()
+    negative = (1 - alpha) * prob**gamma * -(1 - prob + _LOG_EPS).log()
+    return positive - negative
+
+
+def l1_cost(pred_boxes: torch.Tensor, target_boxes: torch.Tensor) -> torch.Tensor:
+    """L1 distance of normalised cxcywh boxes, [..., 4] x [..., 4] (broadcast) -> [...]."""
+    return (pred_boxes - target_boxes).abs().sum(-1)
+
+
+def _corners(boxes: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    cx, cy, w, h = boxes.unbind(-1)
+    return cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h
+
+
+@torch.no_grad()
+def giou_cost(pred_boxes: torch.Tensor, target_boxes: torch.Tensor) -> torch.Tensor:
+    """Negative generalised IoU of cxcywh boxes, [..., 4] x [..., 4] (broadcast) -> [...].
+
+    Corners are taken before broadcasting and every broadcast intermediate is
+    reused in place, so a [L, B, Q, G] matrix costs a dozen passes over it and no
+    [L, B, Q, G, 4] tensor is ever built (matching costs carry no gradient).
+    """
+    px0, py0, px1, py1 = _corners(pred_boxes)
+    tx0, ty0, tx1, ty1 = _corners(target_boxes)
+    pred_area = (px1 - px0) * (py1 - py0)
+    target_area = (tx1 - tx0) * (ty1 - ty0)
+    inter = (torch.minimum(px1, tx1) - torch.maximum(px0, tx0)).clamp_(min=0)
+    inter.mul_((torch.minimum(py1, ty1) - torch.maximum(py0, ty0)).clamp_(min=0))
+    union = (pred_area + target_area).sub_(inter)
+    hull = torch.maximum(px1, tx1) - torch.minimum(px0, tx0)
+    hull.mul_(torch.maximum(py1, ty1) - torch.minimum(py0, ty0))
+    # giou = iou - (hull - union) / hull, negated
+    return (hull - union).div_(hull).sub_(inter.div_(union))
+
+
+@torch.no_grad()
+def cost_matrix(
+    weights: CostWeights,
+    prob: torch.Tensor,
+    pred_boxes: torch.Tensor,
+    target_boxes: torch.Tensor,
+) -> torch.Tensor:
+    """Weighted matching cost of every prediction against every target.
+
+    prob: [..., Q, G] score of each prediction for each target's class;
+    pred_boxes: [..., Q, 4]; target_boxes: [..., G, 4] (leading dims broadcast) -> [..., Q, G].
+    """
+    shape = torch.broadcast_shapes(pred_boxes.shape[:-2], target_boxes.shape[:-2])
+    l1 = torch.cdist(pred_boxes.expand(*shape, -1, -1), target_boxes.expand(*shape, -1, -1), p=1)
+    cost = l1.mul_(weights.cost_bbox)
+    cost.add_(class_cost(prob, weights.focal_alpha, weights.focal_gamma), alpha=weights.cost_class)
+    cost.add_(giou_cost(pred_boxes[..., :, None, :], target_boxes[..., None, :, :]), alpha=weights.cost_giou)
+    return cost

@@ -1,0 +1,97 @@
+"""The supervision plan: which predictions are matched to which targets, with what weight.
+
+Every scheme of the paper answers one question per training step: for each
+decoder layer, which output set is matched against the ground truth G or the
+K-times repeated ground truth, and with what weight? ``plan(config, epoch)``
+returns that answer as a list of ``Group`` s; the criterion treats every group
+the same way (cost matrix, Hungarian matching, focal + L1 + GIoU, times weight).
+
+Notation of the paper (Sec. 3): one-to-one loss  L_one2one = sum_l L_H(P^l, G),
+one-to-many loss  L_one2many = sum_l L_H(P^l, G~) with G~ = {G_1, ..., G_K}
+(K copies of G).
+
+``queries`` names the model's output set: ``"one2one"`` is the main set
+(``pred_logits``/``pred_boxes`` and ``aux_outputs``; for the epoch and layer
+schemes it holds all M or N queries), ``"one2many"`` the hybrid branch's extra T
+queries (``pred_logits_one2many``...). Layer -1 is the two-stage encoder's
+proposals, always matched one-to-one against class-agnostic targets (as the
+official code, which never applies one-to-many to them).
+
+``tag`` says which kind of supervision a group is ("one2one" or "one2many"); it
+becomes the ``_one2many`` loss-key suffix and the ``group`` of assignment records.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+ENCODER_LAYER = -1
+
+
+@dataclass(frozen=True)
+class Group:
+    """One matching problem of a training step.
+
+    layer: decoder layer index 0..dec_layers-1, or -1 for the encoder proposals.
+    queries: output set, "one2one" (main) or "one2many" (hybrid branch's extra queries).
+    repeat_k: copies of the ground truth matched (1 = one-to-one).
+    weight: multiplies every loss term of the group (lambda for the hybrid branch).
+    tag: "one2one" | "one2many", the kind of supervision (loss-key suffix, record group).
+    """
+
+    layer: int
+    queries: str
+    repeat_k: int
+    weight: float
+    tag: str
+
+
+def _one2one(layer: int, queries: str = "one2one") -> Group:
+    return Group(layer, queries, 1, 1.0, "one2one")
+
+
+def _one2many(layer: int, k: int, weight: float, queries: str = "one2one") -> Group:
+    return Group(layer, queries, k, weight, "one2many")
+
+
+def one2many_epochs(config) -> int:
+    """Number of leading epochs of the epoch scheme that use one-to-many matching (ceil(rho * E))."""
+    # Rounded first so that 2/3 * 12 is 8 epochs, not 9, whatever the float error.
+    return math.ceil(round(config.one2many_epoch_fraction * config.num_epochs, 6))
+
+
+def plan(config, epoch: int = 0) -> list[Group]:
+    """The groups of one training step at ``epoch`` (0-based) for ``config`` (a ModelConfig).
+
+    Decoder layers are all supervised when ``aux_loss`` is on, else only the last.
+    """
+    last = config.dec_layers - 1
+    layers = range(config.dec_layers) if config.aux_loss else [last]
+    encoder = [_one2one(ENCODER_LAYER)] if config.two_stage else []
+    k = config.k_one2many
+
+    if config.scheme == "baseline":
+        # L = L_H(P, G) on every layer.
+        return [_one2one(l) for l in layers] + encoder
+
+    if config.scheme == "hybrid_branch":
+        # L = L_H(P_one2one, G) + lambda * L_H(P_one2many, G~): two query sets, every layer.
+        return (
+            [_one2one(l) for l in layers]
+            + encoder
+            + [_one2many(l, k, config.lambda_one2many, queries="one2many") for l in layers]
+        )
+
+    if config.scheme == "hybrid_epoch":
+        # L = L_H(P, G~) for the first rho * E epochs, L_H(P, G) afterwards; one query set.
+        if epoch < one2many_epochs(config):
+            return [_one2many(l, k, 1.0) for l in layers] + encoder
+        return [_one2one(l) for l in layers] + encoder
+
+    if config.scheme == "hybrid_layer":
+        # L = sum_{l < L1} L_H(P^l, G~) + sum_{l >= L1} L_H(P^l, G); one query set.
+        return [
+            _one2many(l, k, 1.0) if l < config.one2many_layers else _one2one(l) for l in layers
+        ] + encoder
+
+    raise ValueError(f"plan: unknown scheme {config.scheme!r}")

@@ -1,0 +1,106 @@
+"""Image backbones: torchvision ResNets with frozen BatchNorm, and the Joiner that adds positions.
+
+Module names follow the official code (``backbone.0.body.layer2...``) so official
+checkpoints load without renaming. The backbone returns C3-C5 (strides 8/16/32) when
+the transformer uses several feature levels, C5 alone for a single level.
+"""
+from __future__ import annotations
+
+import torch
+import torchvision
+from torch import nn
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+from hdetr.config.model import ModelConfig
+from hdetr.errors import UserError
+from hdetr.models.batching import resize_mask
+from hdetr.models.position_encoding import PositionEmbeddingSine
+from hdetr.models.pretrained import load_exactly, read_state_dict, strip_wrapper_prefix
+
+RESNET_CHANNELS = {"resnet18": (128, 256, 512), "resnet50": (512, 1024, 2048), "resnet101": (512, 1024, 2048)}
+_RESNET_STAGES = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
+
+
+class ResNetBody(nn.Module):
+    """The convolutional part of a torchvision ResNet (no pooling head), returning
+    ``layer2..layer4`` (or ``layer4`` only) feature maps in stride order."""
+
+    def __init__(self, resnet: nn.Module, return_layers: tuple[str, ...]):
+        super().__init__()
+        for name in _RESNET_STAGES:
+            self.add_module(name, getattr(resnet, name))
+        self.return_layers = return_layers
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        features = []
+        for name in _RESNET_STAGES:
+            x = getattr(self, name)(x)
+            if name in self.return_layers:
+                features.append(x)
+        return features
+
+
+class ResNetBackbone(nn.Module):
+    """ResNet-18/50/101 with FrozenBatchNorm2d; the stem and layer1 are frozen unless
+    ``freeze_stem`` is False. ``strides`` / ``num_channels`` describe the returned maps."""
+
+    def __init__(self, name: str, multi_level: bool, dilation: bool, freeze_stem: bool,
+                 pretrained: str | None = None):
+        super().__init__()
+        resnet = getattr(torchvision.models, name)(
+            weights=None, replace_stride_with_dilation=[False, False, dilation], norm_layer=FrozenBatchNorm2d)
+        if pretrained:
+            weights = strip_wrapper_prefix(read_state_dict(pretrained))
+            weights = {k: v for k, v in weights.items()
+                       if not k.startswith("fc.") and not k.endswith("num_batches_tracked")}
+            resnet.fc = nn.Identity()
+            load_exactly(resnet, weights, f"pretrained backbone weights {pretrained} ({name})")
+        channels = RESNET_CHANNELS[name]
+        if multi_level:
+            self.strides, self.num_channels = [8, 16, 32], list(channels)
+            return_layers = ("layer2", "layer3", "layer4")
+        else:
+            self.strides, self.num_channels = [32], [channels[-1]]
+            return_layers = ("layer4",)
+        if dilation:
+            self.strides[-1] //= 2
+        self.body = ResNetBody(resnet, return_layers)
+        if freeze_stem:
+            for param_name, param in self.body.named_parameters():
+                if not param_name.startswith(("layer2", "layer3", "layer4")):
+                    param.requires_grad_(False)
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """images [B, 3, H, W] -> feature maps [B, C_i, H/s_i, W/s_i], stride order."""
+        return self.body(images)
+
+
+class Joiner(nn.Sequential):
+    """``[0]`` the backbone, ``[1]`` the position encoding (the official module layout)."""
+
+    def __init__(self, backbone: nn.Module, position_embedding: PositionEmbeddingSine):
+        super().__init__(backbone, position_embedding)
+        self.strides = backbone.strides
+        self.num_channels = backbone.num_channels
+
+    def forward(self, images: torch.Tensor, mask: torch.Tensor):
+        """images [B, 3, H, W], mask [B, H, W] (True = padding) -> (features [B, C_i, h_i, w_i],
+        masks [B, h_i, w_i], positions [B, hidden_dim, h_i, w_i]), lists in stride order."""
+        features = self[0](images)
+        masks = [resize_mask(mask, f.shape[-2:]) for f in features]
+        positions = [self[1](m).to(f.dtype) for f, m in zip(features, masks)]
+        return features, masks, positions
+
+
+def build_backbone(config: ModelConfig) -> Joiner:
+    multi_level = config.num_feature_levels > 1
+    if config.backbone.startswith("resnet"):
+        body = ResNetBackbone(config.backbone, multi_level, config.dilation, config.freeze_stem,
+                              config.pretrained_backbone)
+    elif config.backbone.startswith("swin"):
+        from hdetr.models.swin_backbone import SwinBackbone
+
+        body = SwinBackbone(config.backbone, multi_level, config.drop_path_rate, config.pretrained_backbone)
+    else:
+        raise UserError(f"ModelConfig.backbone={config.backbone!r}: no such backbone")
+    return Joiner(body, PositionEmbeddingSine(config.hidden_dim // 2))

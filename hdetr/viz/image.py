@@ -1,0 +1,40 @@
+"""Turn model-side tensors (normalised images, normalised boxes) into pixels for display."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from hdetr.boxes import cxcywh_to_xyxy
+from hdetr.errors import UserError
+
+# The data pipeline normalises with the ImageNet statistics, as the official code does.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def to_display(image: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> np.ndarray:
+    """Normalised image [3, H, W] -> displayable float array [H, W, 3] in [0, 1]."""
+    if not isinstance(image, torch.Tensor) or image.dim() != 3 or image.shape[0] != 3:
+        shape = tuple(image.shape) if hasattr(image, "shape") else type(image).__name__
+        raise UserError(f"to_display: expected a normalised image tensor [3, H, W], got {shape}")
+    mean_t = torch.tensor(mean, dtype=torch.float32)[:, None, None]
+    std_t = torch.tensor(std, dtype=torch.float32)[:, None, None]
+    pixels = image.detach().float().cpu() * std_t + mean_t
+    return pixels.clamp(0, 1).permute(1, 2, 0).numpy()
+
+
+def to_uint8(image: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> np.ndarray:
+    """Normalised image [3, H, W] -> uint8 array [H, W, 3] (what plotly's Image trace shows)."""
+    return (to_display(image, mean, std) * 255).round().astype(np.uint8)
+
+
+def boxes_to_pixels(boxes: torch.Tensor, height: int, width: int) -> np.ndarray:
+    """Normalised cxcywh boxes [N, 4] -> xyxy pixel boxes [N, 4] for an image of ``height`` x ``width``."""
+    boxes = torch.as_tensor(boxes).detach().float().cpu().reshape(-1, 4)
+    scale = torch.tensor([width, height, width, height], dtype=torch.float32)
+    return (cxcywh_to_xyxy(boxes) * scale).numpy()
+
+
+def image_size(image: torch.Tensor) -> tuple[int, int]:
+    """(height, width) of a [3, H, W] image."""
+    return int(image.shape[-2]), int(image.shape[-1])

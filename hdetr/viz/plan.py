@@ -1,0 +1,98 @@
+"""The supervision plan of a scheme as a layer x epoch grid: what each decoder layer learns from, when.
+
+``hdetr.matching.plan(config, epoch)`` lists the matching problems of one training
+step; these helpers lay them out so the four schemes can be compared at a glance:
+one-to-one only (the baseline everywhere, the hybrid layer's last L2 layers, the
+hybrid epoch's last epochs), one-to-many (K copies) only, or both (the hybrid
+branch: two query sets, every layer, every epoch).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from hdetr.matching.plan import ENCODER_LAYER, plan
+
+KIND_ONE2ONE, KIND_ONE2MANY, KIND_BOTH = 0, 1, 2
+KIND_NAMES = ("one-to-one", "one-to-many", "both")
+KIND_COLORS = ("#d62728", "#1f77b4", "#9467bd")
+
+
+def describe_groups(groups) -> str:
+    """Short text for the groups of one layer: ``"1:1"``, ``"1:K=6"``, ``"1:1 + 1:K=6 x0.5 (T)"``."""
+    parts = []
+    for g in groups:
+        if g.repeat_k == 1 and g.tag == "one2one":
+            parts.append("1:1")
+        else:
+            text = f"1:K={g.repeat_k}"
+            if g.weight != 1.0:
+                text += f" x{g.weight:g}"
+            if g.queries == "one2many":
+                text += " (T)"
+            parts.append(text)
+    return " + ".join(parts) if parts else "-"
+
+
+def plan_grid(config, epochs: Sequence[int] | None = None) -> dict:
+    """The plan of ``config`` (a ModelConfig) at each layer and epoch.
+
+    Returns a dict with ``layers`` (decoder layers, then -1 for the encoder proposals
+    when two-stage), ``epochs`` (0-based; default every epoch of ``config.num_epochs``),
+    ``kind`` [L, E] int array (0 one-to-one, 1 one-to-many, 2 both, -1 unsupervised) and
+    ``text`` [L][E] descriptions (see ``describe_groups``).
+    """
+    epochs = list(range(config.num_epochs)) if epochs is None else list(epochs)
+    layers = list(range(config.dec_layers)) + ([ENCODER_LAYER] if config.two_stage else [])
+    kind = np.full((len(layers), len(epochs)), -1, dtype=np.int64)
+    text = [["-"] * len(epochs) for _ in layers]
+    for j, epoch in enumerate(epochs):
+        groups = plan(config, epoch)
+        for i, layer in enumerate(layers):
+            at_layer = [g for g in groups if g.layer == layer]
+            if not at_layer:
+                continue
+            tags = {g.tag for g in at_layer}
+            kind[i, j] = KIND_BOTH if len(tags) == 2 else (KIND_ONE2MANY if tags == {"one2many"} else KIND_ONE2ONE)
+            text[i][j] = describe_groups(at_layer)
+    return {"layers": layers, "epochs": epochs, "kind": kind, "text": text}
+
+
+def plan_markdown(config, epochs: Sequence[int] | None = None) -> str:
+    """The plan grid as a markdown table (rows = layers, columns = epochs, 1-based as in logs)."""
+    grid = plan_grid(config, epochs)
+    head = ["layer"] + [f"ep {e + 1}" for e in grid["epochs"]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for layer, row in zip(grid["layers"], grid["text"]):
+        name = "encoder" if layer == ENCODER_LAYER else f"decoder {layer}"
+        lines.append("| " + " | ".join([name, *row]) + " |")
+    return "\n".join(lines)
+
+
+def draw_plan(config, epochs: Sequence[int] | None = None, ax=None, title: str | None = None):
+    """Colour grid of ``plan_grid``: red one-to-one, blue one-to-many, purple both, white none.
+
+    Returns the Axes; each supervised cell carries its ``describe_groups`` text.
+    """
+    grid = plan_grid(config, epochs)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(0.6 * len(grid["epochs"]) + 1.5, 0.45 * len(grid["layers"]) + 1))
+    rgb = np.ones(grid["kind"].shape + (3,))
+    for k, color in enumerate(KIND_COLORS):
+        rgb[grid["kind"] == k] = [int(color[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    ax.imshow(rgb, aspect="auto")
+    short = len(grid["epochs"]) > 8
+    for i, row in enumerate(grid["text"]):
+        for j, cell in enumerate(row):
+            if cell != "-":
+                label = {KIND_ONE2ONE: "1:1", KIND_ONE2MANY: "1:K", KIND_BOTH: "both"}[grid["kind"][i, j]] \
+                    if short else cell
+                ax.text(j, i, label, ha="center", va="center", fontsize=6, color="white")
+    ax.set_xticks(range(len(grid["epochs"])), [str(e + 1) for e in grid["epochs"]], fontsize=7)
+    ax.set_yticks(range(len(grid["layers"])),
+                  ["enc" if l == ENCODER_LAYER else f"dec {l}" for l in grid["layers"]], fontsize=7)
+    ax.set_xlabel("epoch", fontsize=8)
+    ax.set_title(title or config.scheme, fontsize=9)
+    return ax

@@ -1,0 +1,167 @@
+"""Static matplotlib views: assignments per layer, cost terms per query, detections.
+
+These are the views CI can render and the notebooks fall back to without a
+widget frontend. Every function draws on a given ``ax`` (or a new one) and
+returns it, so views can be combined into one figure.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.patches import Rectangle
+
+from hdetr.errors import UserError
+from hdetr.viz.assignments import (COST_FIELDS, GROUPS, last_decoder_layer, layers_of, matched_boxes,
+                                   query_rows, select_records)
+from hdetr.viz.image import boxes_to_pixels, image_size, to_display
+
+COLORS = {"gt": "#2ca02c", "one2one": "#d62728", "one2many": "#1f77b4", "detection": "#ff7f0e"}
+LINESTYLES = {"gt": "-", "one2one": "-", "one2many": "--"}
+
+
+def _new_ax(ax):
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 5))
+    return ax
+
+
+def _add_box(ax, xyxy, color: str, linestyle: str = "-", linewidth: float = 1.5, label: str | None = None,
+             gid: str | None = None) -> Rectangle:
+    x0, y0, x1, y1 = (float(v) for v in xyxy)
+    patch = Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=color, linestyle=linestyle,
+                      linewidth=linewidth, label=label)
+    patch.set_gid(gid)
+    ax.add_patch(patch)
+    return patch
+
+
+def draw_assignments(image: torch.Tensor, targets: dict, records: Sequence[Any], outputs: dict, *,
+                     image_index: int = 0, layer: int | None = None, groups: Sequence[str] = GROUPS,
+                     class_names: Sequence[str] | None = None, ax=None):
+    """Draw one image with its ground truth and the predictions matched to it at one layer.
+
+    Args:
+        image: normalised image [3, H, W] (the ``image_index``-th of the batch).
+        targets: that image's target dict (``boxes`` [G, 4] normalised cxcywh, ``labels`` [G]).
+        records: the criterion's ``last_assignments`` (any images/layers; filtered here).
+        outputs: the model outputs the records were made from (batched).
+        layer: decoder layer (default: the last one recorded); ``-1`` = encoder proposals.
+        groups: which groups to draw; one-to-one in red, one-to-many (K copies) dashed blue.
+
+    Ground-truth boxes are solid green and labelled with their index (and class name).
+    Returns the matplotlib Axes; its patches are GT boxes first, then the matched boxes
+    group by group (patch gid ``"gt:<i>"`` or ``"<group>:q<query>"``).
+    """
+    ax = _new_ax(ax)
+    height, width = image_size(image)
+    ax.imshow(to_display(image))
+    image_records = select_records(records, image_index=image_index)
+    if layer is None:
+        layer = last_decoder_layer(image_records)
+    gt_boxes = boxes_to_pixels(targets["boxes"], height, width)
+    labels = targets.get("labels", torch.zeros(len(gt_boxes), dtype=torch.long)).tolist()
+    for i, box in enumerate(gt_boxes):
+        _add_box(ax, box, COLORS["gt"], linewidth=2.0, label="ground truth" if i == 0 else None, gid=f"gt:{i}")
+        name = class_names[labels[i]] if class_names else str(labels[i])
+        ax.text(box[0], box[1], f"{i}:{name}", color="white", fontsize=7, va="bottom",
+                bbox=dict(facecolor=COLORS["gt"], alpha=0.8, pad=1, linewidth=0))
+    for group in groups:
+        group_records = select_records(image_records, layer=layer, group=group)
+        for record, boxes in zip(group_records, matched_boxes(group_records, outputs)):
+            pixels = boxes_to_pixels(boxes, height, width)
+            for j, box in enumerate(pixels):
+                query = int(record.query_indices[j])
+                _add_box(ax, box, COLORS[group], LINESTYLES[group], linewidth=1.2,
+                         label=group if j == 0 else None, gid=f"{group}:q{query}")
+    ax.set_xlim(0, width)
+    ax.set_ylim(height, 0)
+    ax.set_title(f"image {image_index}, {'encoder proposals' if layer == -1 else f'decoder layer {layer}'}",
+                 fontsize=9)
+    ax.axis("off")
+    if ax.patches:
+        ax.legend(loc="lower right", fontsize=7, framealpha=0.7)
+    return ax
+
+
+def draw_assignments_by_layer(image: torch.Tensor, targets: dict, records: Sequence[Any], outputs: dict, *,
+                              image_index: int = 0, layers: Sequence[int] | None = None,
+                              groups: Sequence[str] = GROUPS, ncols: int = 3,
+                              class_names: Sequence[str] | None = None):
+    """One ``draw_assignments`` panel per layer (default: every layer recorded for the image).
+
+    Returns the matplotlib Figure; its first ``len(layers)`` axes are the panels in layer order.
+    """
+    if layers is None:
+        layers = layers_of(select_records(records, image_index=image_index))
+    if not layers:
+        raise UserError(f"no assignment records for image {image_index}")
+    ncols = max(1, min(ncols, len(layers)))
+    nrows = -(-len(layers) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 3.4 * nrows), squeeze=False)
+    flat = axes.ravel()
+    for ax, layer in zip(flat, layers):
+        draw_assignments(image, targets, records, outputs, image_index=image_index, layer=layer,
+                         groups=groups, class_names=class_names, ax=ax)
+    for ax in flat[len(layers):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return fig
+
+
+def draw_cost_heatmap(records: Sequence[Any], *, image_index: int = 0, layer: int | None = None,
+                      group: str = "one2one", ax=None):
+    """Query-by-query heat map of the matching cost terms and IoU at one layer.
+
+    Rows are the matched queries (labelled ``q<query> -> t<target>/c<copy>``), columns
+    ``cost_class``, ``cost_bbox``, ``cost_giou``, ``iou``; each cell shows its value.
+    Each column is coloured on its own scale, since the terms have different ranges.
+    Returns the Axes; its texts are the [P, 4] values row by row.
+    """
+    ax = _new_ax(ax)
+    image_records = select_records(records, image_index=image_index)
+    if layer is None:
+        layer = last_decoder_layer(image_records)
+    rows = query_rows(select_records(image_records, layer=layer, group=group))
+    if not rows:
+        raise UserError(f"no {group} matches recorded for image {image_index} at layer {layer}")
+    values = np.array([[row[name] for name in COST_FIELDS] for row in rows], dtype=np.float64)
+    span = values.max(axis=0) - values.min(axis=0)
+    scaled = (values - values.min(axis=0)) / np.where(span > 0, span, 1.0)
+    ax.imshow(scaled, cmap="viridis", aspect="auto", vmin=0, vmax=1)
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=6,
+                    color="white" if scaled[i, j] < 0.5 else "black")
+    ax.set_xticks(range(len(COST_FIELDS)), COST_FIELDS, fontsize=7)
+    ax.set_yticks(range(len(rows)), [f"q{r['query']} -> t{r['target']}/c{r['copy']}" for r in rows], fontsize=6)
+    ax.set_title(f"{group} costs, image {image_index}, layer {layer}", fontsize=9)
+    return ax
+
+
+def draw_detections(image: torch.Tensor, detections: dict, *, score_threshold: float = 0.3,
+                    class_names: Sequence[str] | None = None, ax=None):
+    """Draw ``model.predict`` output for one image: boxes [k, 4] xyxy pixels, scores [k], labels [k].
+
+    Boxes are in the pixels of the image as given; detections below ``score_threshold``
+    are skipped. Returns the Axes (one patch per drawn detection).
+    """
+    ax = _new_ax(ax)
+    ax.imshow(to_display(image))
+    keep = detections["scores"].detach().cpu() >= score_threshold
+    boxes = detections["boxes"].detach().cpu()[keep]
+    scores = detections["scores"].detach().cpu()[keep].tolist()
+    labels = detections["labels"].detach().cpu()[keep].tolist()
+    for box, score, label in zip(boxes.tolist(), scores, labels):
+        _add_box(ax, box, COLORS["detection"], linewidth=1.5)
+        name = class_names[label] if class_names else str(label)
+        ax.text(box[0], box[1], f"{name} {score:.2f}", color="black", fontsize=7, va="bottom",
+                bbox=dict(facecolor=COLORS["detection"], alpha=0.8, pad=1, linewidth=0))
+    height, width = image_size(image)
+    ax.set_xlim(0, width)
+    ax.set_ylim(height, 0)
+    ax.set_title(f"{len(scores)} detections with score >= {score_threshold}", fontsize=9)
+    ax.axis("off")
+    return ax

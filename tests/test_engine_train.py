@@ -1,0 +1,171 @@
+"""Training end to end on a tiny synthetic set: exact resume after SIGKILL, torchrun with gloo,
+and a non-finite loss that stops with a clear message and keeps the last good checkpoint."""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import hdetr
+from hdetr.config.experiment import apply_overrides
+from hdetr.config.presets import get_preset
+from hdetr.engine import read_metrics, train
+from hdetr.engine.checkpoint import read_checkpoint
+from hdetr.engine.trainer import TrainingDiverged
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+# Sleeps before the 4th step, after a mid-epoch checkpoint at step 2 and one more step;
+# the test kills it there with SIGKILL.
+KILLED_RUN = """
+import sys, time
+from pathlib import Path
+from hdetr.engine.trainer import Trainer
+marker = Path(sys.argv[1])
+original = Trainer.step
+def step(self, images, targets):
+    if self.progress.global_step == 3:
+        marker.write_text("stopped")
+        time.sleep(600)
+    return original(self, images, targets)
+Trainer.step = step
+from hdetr.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    from hdetr.data.synthetic import generate
+
+    root = tmp_path_factory.mktemp("synthetic")
+    generate("coco", root, num_images=8, num_val_images=4, seed=0, image_size=64)
+    return root
+
+
+def _overrides(root, *extra):
+    return ["data.root=" + str(root), "train.epochs=2", "model.num_epochs=2", "train.lr_drop=1",
+            "train.eval_max_images=4", "train.deterministic=true", "data.num_workers=0", *extra]
+
+
+def _train_cli(out, overrides, *, resume=False, runner=None, extra_args=()):
+    args = ["train", "--output-dir", str(out)]
+    if not resume:
+        args += ["--preset", "synthetic_tiny", *[a for o in overrides for a in ("--set", o)]]
+    else:
+        args += ["--resume"]
+    cmd = [sys.executable, "-m", "hdetr.cli", *args] if runner is None else [*runner, *args]
+    return subprocess.run([*cmd, *extra_args], env=ENV, capture_output=True, text=True, timeout=600)
+
+
+def _weights(out):
+    return read_checkpoint(Path(out) / "checkpoint_last.pth")["model"]
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_ends_with_identical_weights(tiny_data, tmp_path):
+    overrides = _overrides(tiny_data, "train.checkpoint_every_iters=2")
+    straight = _train_cli(tmp_path / "straight", overrides)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+
+    killed_dir, marker = tmp_path / "killed", tmp_path / "marker"
+    args = [a for o in overrides for a in ("--set", o)]
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(marker), "train", "--preset", "synthetic_tiny",
+                             "--output-dir", str(killed_dir), *args], env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not marker.exists():
+            assert proc.poll() is None, proc.stderr.read()[-2000:]
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    state = read_checkpoint(killed_dir / "checkpoint_last.pth")
+    assert (state["epoch"], state["batches_done"], state["global_step"]) == (0, 2, 2)  # mid-epoch
+    assert max(r["step"] for r in read_metrics(killed_dir)) == 3  # it had gone past the checkpoint
+
+    resumed = _train_cli(killed_dir, overrides, resume=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a, b = _weights(tmp_path / "straight"), _weights(killed_dir)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])][:5]
+    rows_a = [r for r in read_metrics(tmp_path / "straight") if r["type"] == "train"]
+    rows_b = [r for r in read_metrics(killed_dir) if r["type"] == "train"]
+    assert [r["step"] for r in rows_b] == [r["step"] for r in rows_a] == list(range(1, 9))
+    assert [r["loss"] for r in rows_b] == [r["loss"] for r in rows_a]
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_follow_one_process_with_the_same_total_batch(tiny_data, tmp_path):
+    # no augmentation: every image has the same size, so batching adds no padding
+    common = _overrides(tiny_data, "data.augment=false")
+    one = _train_cli(tmp_path / "one", [*common, "train.batch_size=2"])
+    assert one.returncode == 0, one.stderr[-2000:]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                "--module", "hdetr.cli"]
+    two = _train_cli(tmp_path / "two", [*common, "train.batch_size=1"], runner=torchrun)
+    assert two.returncode == 0, two.stderr[-3000:]
+    rows_one = [r for r in read_metrics(tmp_path / "one") if r["type"] == "train"]
+    rows_two = [r for r in read_metrics(tmp_path / "two") if r["type"] == "train"]
+    assert [r["step"] for r in rows_one] == [r["step"] for r in rows_two] == list(range(1, 9))
+    for r1, r2 in zip(rows_one, rows_two):
+        for key in ("loss", "loss_ce", "loss_bbox", "loss_giou", "loss_ce_one2many", "grad_norm"):
+            assert r2[key] == pytest.approx(r1[key], rel=1e-4, abs=1e-6), (r1["step"], key)
+    a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    assert max((a[k].float() - b[k].float()).abs().max().item() for k in a) < 1e-4
+
+
+def test_a_non_finite_loss_stops_with_the_step_and_terms_named_and_keeps_the_last_checkpoint(
+        tiny_data, tmp_path, monkeypatch):
+    real_build = hdetr.build_criterion
+
+    def build_poisoned(config):
+        criterion = real_build(config)
+        original = criterion.forward
+        calls = {"n": 0}
+
+        def forward(outputs, targets, epoch=0, record=False):
+            losses = original(outputs, targets, epoch=epoch, record=record)
+            calls["n"] += 1
+            if calls["n"] == 3:
+                losses["loss_giou"] = losses["loss_giou"] * float("nan")
+            return losses
+
+        criterion.forward = forward
+        return criterion
+
+    monkeypatch.setattr(hdetr, "build_criterion", build_poisoned)
+    cfg = apply_overrides(get_preset("synthetic_tiny"), _overrides(tiny_data, "train.checkpoint_every_iters=1"))
+    with pytest.raises(TrainingDiverged) as info:
+        train(cfg, tmp_path / "run")
+    msg = str(info.value)
+    assert "non-finite loss at epoch 0, iteration 2 (step 3)" in msg
+    assert "loss=nan" in msg and "loss_giou=nan" in msg and "loss_bbox" not in msg
+    assert "checkpoint_last.pth is kept" in msg
+    state = read_checkpoint(tmp_path / "run" / "checkpoint_last.pth")
+    assert state["global_step"] == 2
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    assert read_metrics(tmp_path / "run")[-1]["type"] == "error"
+
+
+def test_starting_afresh_in_a_used_folder_needs_overwrite(tiny_data, tmp_path, capsys):
+    from hdetr.cli import main
+
+    out = tmp_path / "run"
+    out.mkdir()
+    shutil.copyfile(Path(__file__).parent / "fixtures" / "recipe.py", out / "checkpoint_last.pth")
+    args = ["train", "--preset", "synthetic_tiny", "--output-dir", str(out)]
+    for o in _overrides(tiny_data):
+        args += ["--set", o]
+    assert main(args) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert main([*args, "--resume"]) == 2
+    assert "checkpoint_last.pth: not a PyTorch checkpoint" in capsys.readouterr().err

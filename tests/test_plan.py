@@ -1,0 +1,53 @@
+"""The supervision plan of every scheme."""
+from hdetr.config.model import ModelConfig, baseline, hybrid_branch, hybrid_epoch, hybrid_layer
+from hdetr.matching.plan import ENCODER_LAYER, Group, one2many_epochs, plan
+
+
+def _by_tag(groups, tag):
+    return [g for g in groups if g.tag == tag]
+
+
+def test_baseline_is_one_to_one_on_every_layer_and_the_encoder():
+    groups = plan(baseline(), epoch=0)
+    assert groups == [Group(l, "one2one", 1, 1.0, "one2one") for l in range(6)] + [
+        Group(ENCODER_LAYER, "one2one", 1, 1.0, "one2one")
+    ]
+
+
+def test_hybrid_branch_adds_the_one_to_many_queries_on_every_layer():
+    groups = plan(hybrid_branch(k_one2many=6, lambda_one2many=0.5), epoch=0)
+    assert len(_by_tag(groups, "one2one")) == 7  # six decoder layers + encoder
+    assert _by_tag(groups, "one2many") == [Group(l, "one2many", 6, 0.5, "one2many") for l in range(6)]
+    assert plan(hybrid_branch(), epoch=11) == plan(hybrid_branch(), epoch=0)
+
+
+def test_hybrid_epoch_switches_to_one_to_one_after_rho_of_the_epochs():
+    config = hybrid_epoch(num_epochs=12, one2many_epoch_fraction=2 / 3, k_one2many=10)
+    assert one2many_epochs(config) == 8
+    for epoch in range(8):
+        decoder = [g for g in plan(config, epoch) if g.layer != ENCODER_LAYER]
+        assert decoder == [Group(l, "one2one", 10, 1.0, "one2many") for l in range(6)]
+    for epoch in (8, 11):
+        assert all(g.repeat_k == 1 and g.tag == "one2one" for g in plan(config, epoch))
+    # the encoder proposals stay one-to-one in both phases
+    assert plan(config, 0)[-1] == Group(ENCODER_LAYER, "one2one", 1, 1.0, "one2one")
+    assert one2many_epochs(hybrid_epoch(num_epochs=36, one2many_epoch_fraction=2 / 3)) == 24
+    assert one2many_epochs(hybrid_epoch(num_epochs=10, one2many_epoch_fraction=0.25)) == 3  # ceil(2.5)
+
+
+def test_hybrid_layer_uses_k_copies_on_the_first_l1_layers_only():
+    config = hybrid_layer(k_one2many=10, one2many_layers=4, one2one_layers=2)
+    groups = plan(config, epoch=5)
+    decoder = [g for g in groups if g.layer != ENCODER_LAYER]
+    assert [(g.layer, g.repeat_k, g.tag) for g in decoder] == [
+        (0, 10, "one2many"), (1, 10, "one2many"), (2, 10, "one2many"), (3, 10, "one2many"),
+        (4, 1, "one2one"), (5, 1, "one2one"),
+    ]
+    assert all(g.queries == "one2one" for g in groups)
+
+
+def test_without_aux_loss_or_two_stage_only_the_last_layer_is_supervised():
+    config = ModelConfig(aux_loss=False, two_stage=False, mixed_selection=False, look_forward_twice=False,
+                         k_one2many=3)
+    groups = plan(config)
+    assert [(g.layer, g.queries) for g in groups] == [(5, "one2one"), (5, "one2many")]
