@@ -70,6 +70,9 @@ def read_official_checkpoint(path_or_state_dict: Any) -> tuple[dict[str, torch.T
     if not isinstance(data, dict) or not data:
         raise UserError(f"official checkpoint: {source} holds no state dict (expected a dict of tensors, or "
                         f"one under 'model')")
+    if "tgt_embed.weight" in data and "query_embed.weight" not in data:
+        # some H-DETR ports call the learned content queries tgt_embed
+        data = {("query_embed.weight" if k == "tgt_embed.weight" else k): v for k, v in data.items()}
     not_tensors = [k for k, v in data.items() if not isinstance(v, torch.Tensor)]
     if not_tensors:
         raise UserError(f"official checkpoint: {source}: entries that are not tensors: {not_tensors[:5]}")

@@ -105,8 +105,18 @@ def test_sigkill_mid_epoch_then_resume_ends_with_identical_weights(tiny_data, tm
 
 @pytest.mark.slow
 def test_two_gloo_processes_follow_one_process_with_the_same_total_batch(tiny_data, tmp_path):
+    """Per-process losses are normalised by the boxes of all processes and DDP averages the
+    gradients, so each step's loss terms and gradient norm match one process with twice the batch.
+
+    Why the small learning rate: a batch of 2 and two batches of 1 differ in roundoff (~1e-7), and
+    AdamW's element-wise normalisation turns that into lr-sized updates of near-zero gradients (and
+    the two-stage top-k can then pick another proposal). At lr 2e-4 the gradient norm of step 2
+    differs by 1e-3 - exactly as much as one process accumulating per-image gradients differs from
+    its own batch of 2 (measured), so it is the batching, not the distribution. At lr 1e-6 the runs
+    agree to ~1e-7 and any error in the normalisation or averaging would show at full size.
+    """
     # no augmentation: every image has the same size, so batching adds no padding
-    common = _overrides(tiny_data, "data.augment=false")
+    common = _overrides(tiny_data, "data.augment=false", "train.lr=1e-6", "train.lr_backbone=1e-6")
     one = _train_cli(tmp_path / "one", [*common, "train.batch_size=2"])
     assert one.returncode == 0, one.stderr[-2000:]
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
@@ -117,10 +127,13 @@ def test_two_gloo_processes_follow_one_process_with_the_same_total_batch(tiny_da
     rows_two = [r for r in read_metrics(tmp_path / "two") if r["type"] == "train"]
     assert [r["step"] for r in rows_one] == [r["step"] for r in rows_two] == list(range(1, 9))
     for r1, r2 in zip(rows_one, rows_two):
-        for key in ("loss", "loss_ce", "loss_bbox", "loss_giou", "loss_ce_one2many", "grad_norm"):
-            assert r2[key] == pytest.approx(r1[key], rel=1e-4, abs=1e-6), (r1["step"], key)
+        for key in ("loss", "loss_ce", "loss_bbox", "loss_giou", "loss_ce_enc", "loss_ce_one2many",
+                    "loss_bbox_one2many"):
+            assert r2[key] == pytest.approx(r1[key], rel=1e-5), (r1["step"], key)
+        # a wrong normalisation would be off by a factor (boxes per process vs all), not 1e-3
+        assert r2["grad_norm"] == pytest.approx(r1["grad_norm"], rel=1e-3), r1["step"]
     a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
-    assert max((a[k].float() - b[k].float()).abs().max().item() for k in a) < 1e-4
+    assert max((a[k].float() - b[k].float()).abs().max().item() for k in a) < 1e-6
 
 
 def test_a_non_finite_loss_stops_with_the_step_and_terms_named_and_keeps_the_last_checkpoint(

@@ -105,6 +105,23 @@ def test_missing_loader_result_is_remembered_and_warned_once(fresh_op_state, mon
     assert len(attempts) == 1
 
 
+def test_missing_compiler_is_reported_without_building(fresh_op_state, monkeypatch):
+    monkeypatch.setattr(cpu_backend, "_compiler", lambda: None)
+    assert cpu_backend.load_cpu_extension() is None
+    assert "no C++ compiler found" in cpu_backend.cpu_unavailable_reason()
+    assert select_backend("cpu", torch.float32).name == "torch"
+
+
+def test_cache_location_honours_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("HDETR_OPS_CACHE", str(tmp_path / "ops"))
+    build_dir = cpu_backend.build_directory()
+    assert build_dir.parent == tmp_path / "ops"
+    assert build_dir.name.startswith("cpu-") and build_dir.name.endswith(cpu_backend.source_hash())
+    monkeypatch.delenv("HDETR_OPS_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cpu_backend.cache_root() == tmp_path / "xdg" / "hdetr" / "ops"
+
+
 def test_torch_backend_never_compiles(fresh_op_state, monkeypatch):
     def forbidden_build(root, verbose):
         raise AssertionError("backend='torch' must not compile the C++ op")
@@ -188,21 +205,43 @@ def test_invalid_inputs_name_the_argument(case, backend):
         multi_scale_deformable_attention(**_replace(inputs, **mutate(inputs)), backend=backend)
 
 
+# A Python C-API module (no pybind11, no torch headers): compiles in about a second.
+LIGHT_BINDING = """
+#include <Python.h>
+#define JOIN2(a, b) a##b
+#define JOIN(a, b) JOIN2(a, b)
+#define TEXT2(x) #x
+#define TEXT(x) TEXT2(x)
+int light_kernel();
+static PyObject* forward(PyObject*, PyObject*) { return PyLong_FromLong(light_kernel()); }
+static PyMethodDef methods[] = {{"forward", forward, METH_NOARGS, ""}, {nullptr, nullptr, 0, nullptr}};
+static PyModuleDef module_def = {PyModuleDef_HEAD_INIT, TEXT(TORCH_EXTENSION_NAME), nullptr, -1, methods};
+PyMODINIT_FUNC JOIN(PyInit_, TORCH_EXTENSION_NAME)(void) { return PyModule_Create(&module_def); }
+"""
+
+
 @needs_compiler
-@pytest.mark.slow
 def test_concurrent_first_builds_share_one_cache(tmp_path):
     # Two processes (as in DDP) build into one empty cache at once; the file
-    # lock of cpp_extension makes one build and the other wait and load it.
-    code = ("import torch; from hdetr.ops.cpu_backend import load_cpu_extension, cpu_unavailable_reason; "
-            "m = load_cpu_extension(); print(m.__file__ if m else 'FAILED ' + cpu_unavailable_reason())")
+    # lock of cpp_extension makes one build while the other waits, then both
+    # load the same library. A light source tree (no torch headers) keeps the
+    # compile short; the build path is the one the real op takes.
+    root = tmp_path / "csrc"
+    (root / "cpu").mkdir(parents=True)
+    (root / "bind_cpu.cpp").write_text(LIGHT_BINDING)
+    (root / "cpu" / "kernel.cpp").write_text("int light_kernel() { return 42; }\n")
+    code = ("from hdetr.ops.cpu_backend import load_cpu_extension, cpu_unavailable_reason; "
+            f"m = load_cpu_extension(source_root={str(root)!r}); "
+            "print(f'{m.__file__} {m.forward()}' if m else 'FAILED ' + cpu_unavailable_reason())")
     env = {**os.environ, "HDETR_OPS_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1", "MAX_JOBS": "1"}
     procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True, env=env) for _ in range(2)]
-    outputs = [p.communicate(timeout=900) for p in procs]
-    paths = [out.strip().splitlines()[-1] if out.strip() else err for out, err in outputs]
+    outputs = [p.communicate(timeout=600) for p in procs]
     assert all(p.returncode == 0 for p in procs), outputs
-    assert paths[0] == paths[1] and paths[0].endswith(".so"), paths
-    assert paths[0].startswith(str(tmp_path / "cache"))
+    lines = [out.strip().splitlines()[-1] for out, _ in outputs]
+    assert lines[0] == lines[1], outputs
+    library, answer = lines[0].split()
+    assert answer == "42" and library.startswith(str(tmp_path / "cache")) and library.endswith(".so")
 
 
 @needs_compiler

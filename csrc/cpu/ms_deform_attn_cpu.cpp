@@ -48,6 +48,7 @@ struct Footprint {
   std::array<int64_t, 4> pixel{};   // row-major pixel index within the level
   std::array<scalar_t, 4> weight{};
   scalar_t frac_y = 0, frac_x = 0;  // distance from the top-left corner
+  bool interior() const { return inside[0] && inside[1] && inside[2] && inside[3]; }
 };
 
 template <typename scalar_t>
@@ -100,7 +101,7 @@ void forward_rows(const Problem& pb, const scalar_t* value, const int64_t* shape
         const auto f = bilinear_footprint<scalar_t>(loc[2 * k], loc[2 * k + 1], H, W);
         if (!f.any_inside) continue;
         const scalar_t a = attn[k];
-        if (f.inside[0] && f.inside[1] && f.inside[2] && f.inside[3]) {
+        if (f.interior()) {
           // Interior point: one pass over D instead of four.
           const scalar_t c0 = a * f.weight[0], c1 = a * f.weight[1];
           const scalar_t c2 = a * f.weight[2], c3 = a * f.weight[3];
@@ -160,18 +161,46 @@ void backward_head(const Problem& pb, const scalar_t* value, const int64_t* shap
         // attention-weight gradient and, through the bilinear weights, the
         // location gradient, in the same pass that scatters into grad_value.
         std::array<scalar_t, 4> corner_dot{};
-        for (int c = 0; c < 4; ++c) {
-          if (!f.inside[c]) continue;
-          const scalar_t coef = a * f.weight[c];
-          const scalar_t* __restrict__ v = level + f.pixel[c] * stride;
-          scalar_t* __restrict__ gv = grad_level + f.pixel[c] * stride;
-          scalar_t dot = 0;
-#pragma omp simd reduction(+ : dot)
+        if (f.interior()) {
+          // Interior point: the four corners in one pass over D.
+          const scalar_t c0 = a * f.weight[0], c1 = a * f.weight[1];
+          const scalar_t c2 = a * f.weight[2], c3 = a * f.weight[3];
+          const scalar_t* __restrict__ v0 = level + f.pixel[0] * stride;
+          const scalar_t* __restrict__ v1 = level + f.pixel[1] * stride;
+          const scalar_t* __restrict__ v2 = level + f.pixel[2] * stride;
+          const scalar_t* __restrict__ v3 = level + f.pixel[3] * stride;
+          scalar_t* __restrict__ gv0 = grad_level + f.pixel[0] * stride;
+          scalar_t* __restrict__ gv1 = grad_level + f.pixel[1] * stride;
+          scalar_t* __restrict__ gv2 = grad_level + f.pixel[2] * stride;
+          scalar_t* __restrict__ gv3 = grad_level + f.pixel[3] * stride;
+          scalar_t dot0 = 0, dot1 = 0, dot2 = 0, dot3 = 0;
+#pragma omp simd reduction(+ : dot0, dot1, dot2, dot3)
           for (int64_t d = 0; d < D; ++d) {
-            dot += g[d] * v[d];
-            gv[d] += coef * g[d];
+            const scalar_t gd = g[d];
+            dot0 += gd * v0[d];
+            dot1 += gd * v1[d];
+            dot2 += gd * v2[d];
+            dot3 += gd * v3[d];
+            gv0[d] += c0 * gd;
+            gv1[d] += c1 * gd;
+            gv2[d] += c2 * gd;
+            gv3[d] += c3 * gd;
           }
-          corner_dot[c] = dot;
+          corner_dot = {dot0, dot1, dot2, dot3};
+        } else {
+          for (int c = 0; c < 4; ++c) {
+            if (!f.inside[c]) continue;
+            const scalar_t coef = a * f.weight[c];
+            const scalar_t* __restrict__ v = level + f.pixel[c] * stride;
+            scalar_t* __restrict__ gv = grad_level + f.pixel[c] * stride;
+            scalar_t dot = 0;
+#pragma omp simd reduction(+ : dot)
+            for (int64_t d = 0; d < D; ++d) {
+              dot += g[d] * v[d];
+              gv[d] += coef * g[d];
+            }
+            corner_dot[c] = dot;
+          }
         }
         const scalar_t rest_y = scalar_t(1) - f.frac_y;
         const scalar_t rest_x = scalar_t(1) - f.frac_x;

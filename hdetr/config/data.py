@@ -47,6 +47,7 @@ class DataConfig(Config):
     verify_images: bool = False  # open every image header at construction (slow on big sets)
     # synthetic generator parameters (used when synthetic=True and root is empty)
     synthetic_images: int = 0  # training images; 0 = the kind's default
+    synthetic_val_images: int = 0  # validation images; 0 = the kind's default
     synthetic_seed: int = 0
     synthetic_image_size: int = 128
 
@@ -64,8 +65,9 @@ class DataConfig(Config):
             raise bad(f"num_workers={self.num_workers} must be >= 0")
         if not self.synthetic and not self.root:
             raise bad("root is empty: set root to the dataset folder (or synthetic=true for the generated set)")
-        if self.synthetic_images < 0:
-            raise bad(f"synthetic_images={self.synthetic_images} must be >= 0")
+        for name in ("synthetic_images", "synthetic_val_images"):
+            if getattr(self, name) < 0:
+                raise bad(f"{name}={getattr(self, name)} must be >= 0 (0: the default)")
         if self.synthetic_image_size < 32:
             raise bad(f"synthetic_image_size={self.synthetic_image_size} must be >= 32")
 

@@ -165,6 +165,7 @@ def build_dataset(data_config: DataConfig, split: str) -> CocoDetection:
         from hdetr.data.synthetic import ensure_dataset
 
         root = ensure_dataset(data_config.kind, num_images=data_config.synthetic_images or None,
+                              num_val_images=data_config.synthetic_val_images or None,
                               seed=data_config.synthetic_seed, image_size=data_config.synthetic_image_size)
     train = split == "train" and data_config.augment
     return CocoDetection(

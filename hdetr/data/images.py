@@ -19,10 +19,11 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     if image.mode == "RGB":
         return image
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-        # convert("RGB") clips high-bit-depth grayscale at 255; rescale instead.
+        # convert("RGB") clips 16-bit grayscale at 255 (near-white); map 0..65535 to 0..255.
         array = np.asarray(image, dtype=np.float64)
-        peak = array.max() if array.size and array.max() > 255 else 255.0
-        array = np.clip(array / peak * 255.0, 0, 255).astype(np.uint8)
+        if array.size and array.max() > 255:
+            array = array / 257.0
+        array = np.clip(np.rint(array), 0, 255).astype(np.uint8)
         return Image.fromarray(array).convert("RGB")
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")

@@ -73,7 +73,7 @@ def format_paper(value: Any) -> str:
     return f"{float(value):.1f}"
 
 
-def _paper_number(value: Any) -> float | None:
+def paper_number(value: Any) -> float | None:
     if isinstance(value, PaperCell):
         return value.number
     return None if value is None else float(value)
@@ -107,7 +107,7 @@ def comparison_markdown(rows: Sequence[ComparisonRow], metrics: Sequence[str],
 
 def _gain(row: ComparisonRow, ref: ComparisonRow, metric: str) -> str:
     measured = row.mean(metric), ref.mean(metric)
-    paper = _paper_number(row.paper.get(metric)), _paper_number(ref.paper.get(metric))
+    paper = paper_number(row.paper.get(metric)), paper_number(ref.paper.get(metric))
     m = "n/a" if None in measured else f"{measured[0] - measured[1]:+.1f}"
     p = "-" if None in paper else f"{paper[0] - paper[1]:+.1f}"
     return f"{m} / {p}"

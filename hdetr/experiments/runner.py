@@ -71,6 +71,30 @@ def reproduce_command(name: str, scale: str, out: Path | None, parameters: dict[
     return shlex.join(parts)
 
 
+# Figures are saved as PNG files beside the reports; the executed notebooks keep text only.
+HEAVY_MIME_PREFIXES = ("image/", "application/vnd.plotly", "application/vnd.jupyter.widget")
+
+
+def strip_heavy_outputs(path: Path) -> int:
+    """Drop image, plotly and widget outputs from a notebook file in place; returns how many were dropped."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    dropped = 0
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data")
+            if not data:
+                continue
+            for mime in [m for m in data if m.startswith(HEAVY_MIME_PREFIXES)]:
+                del data[mime]
+                dropped += 1
+            if not data:
+                data["text/plain"] = "[figure saved beside the report; image output stripped]"
+    nbformat.write(nb, path)
+    return dropped
+
+
 def _replace_dir(new: Path, dest: Path) -> None:
     """Put ``new`` at ``dest``; the old ``dest`` is removed only once ``new`` is in place."""
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -142,6 +166,7 @@ def run_experiment(name: str, scale: str, *, reports_dir: str | Path | None = No
                 f"{experiment.notebook} at scale {scale} failed ({type(exc).__name__}: "
                 f"{summary[-1] if summary else ''}); the finished report in {report_dest} is untouched; "
                 f"the executed notebook is {failed}") from exc
+        strip_heavy_outputs(executed)
         _replace_dir(report_tmp, report_dest)
         notebook_dest.parent.mkdir(parents=True, exist_ok=True)
         executed.replace(notebook_dest)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -91,3 +92,22 @@ def curves(row: ComparisonRow, key: str, kind: str = "train") -> list[tuple[list
 def rows_with_paper(rows: Sequence[ComparisonRow], paper: dict[str, dict[str, Any]], source: str) -> list[ComparisonRow]:
     """The same measured rows with other paper numbers (label -> metric -> value), e.g. for a second table."""
     return [dataclasses.replace(r, paper=dict(paper.get(r.label, {})), paper_source=source) for r in rows]
+
+
+def copy_run_logs(rows: Sequence[ComparisonRow], dest: str | Path) -> list[Path]:
+    """Copy each run's metrics.jsonl and config.yaml to ``dest/<run folder>_{metrics.jsonl,config.yaml}``.
+
+    The runs' checkpoints stay behind (they are large); the logs are what a reader
+    needs to check a report's numbers and curves.
+    """
+    dest = Path(dest)
+    copied = []
+    for row in rows:
+        for details in row.details:
+            run_dir = Path(details["run_dir"])
+            stem = f"{run_dir.parent.name}_{run_dir.name}"
+            for name in ("metrics.jsonl", "config.yaml"):
+                if (run_dir / name).is_file():
+                    dest.mkdir(parents=True, exist_ok=True)
+                    copied.append(Path(shutil.copyfile(run_dir / name, dest / f"{stem}_{name}")))
+    return copied

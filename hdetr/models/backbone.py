@@ -47,6 +47,9 @@ class ResNetBackbone(nn.Module):
     def __init__(self, name: str, multi_level: bool, dilation: bool, freeze_stem: bool,
                  pretrained: str | None = None):
         super().__init__()
+        if dilation and name == "resnet18":
+            raise UserError("ModelConfig.dilation=True needs a bottleneck ResNet (resnet50/resnet101); "
+                            "resnet18's basic blocks cannot dilate")
         resnet = getattr(torchvision.models, name)(
             weights=None, replace_stride_with_dilation=[False, False, dilation], norm_layer=FrozenBatchNorm2d)
         if pretrained:

@@ -69,12 +69,14 @@ class DeformableTransformerDecoder(nn.Module):
 
         tgt, query_pos [B, Q, C]; reference_points [B, Q, 2] (x, y) or [B, Q, 4] (cx, cy, w, h)
         in [0, 1]; memory [B, S, C]; valid_ratios [B, L, 2]. Returns (hidden states
-        [num_layers, B, Q, C], references [num_layers, B, Q, 2|4]): the boxes each layer's
-        predictions are relative to in the next step. With look-forward-twice the
-        references keep their gradient, so layer i's box loss also trains layer i-1's head.
+        [num_layers, B, Q, C], references [num_layers, B, Q, 2|4], box deltas: a list of
+        num_layers [B, Q, 4], or None without refinement). The references are the boxes each
+        layer's predictions are relative to in the next step; the deltas are the box heads'
+        outputs, returned so the model does not compute them again. With look-forward-twice
+        the references keep their gradient, so layer i's box loss also trains layer i-1's head.
         """
         output = tgt
-        hidden_states, references = [], []
+        hidden_states, references, deltas = [], [], []
         for lid, layer in enumerate(self.layers):
             if reference_points.shape[-1] == 4:
                 points_input = reference_points[:, :, None] * torch.cat([valid_ratios, valid_ratios], -1)[:, None]
@@ -85,6 +87,7 @@ class DeformableTransformerDecoder(nn.Module):
             refined = None
             if box_heads is not None:
                 delta = box_heads[lid](output)
+                deltas.append(delta)
                 if reference_points.shape[-1] == 4:
                     refined = (delta + inverse_sigmoid(reference_points)).sigmoid()
                 else:
@@ -94,4 +97,4 @@ class DeformableTransformerDecoder(nn.Module):
                 reference_points = refined.detach()
             hidden_states.append(output)
             references.append(refined if self.look_forward_twice else reference_points)
-        return torch.stack(hidden_states), torch.stack(references)
+        return torch.stack(hidden_states), torch.stack(references), deltas or None

@@ -113,7 +113,7 @@ class HDeformableDETR(nn.Module):
         for level, hidden in enumerate(result.hidden_states):
             reference = result.init_reference if level == 0 else result.references[level - 1]
             reference = inverse_sigmoid(reference)
-            delta = self.bbox_embed[level](hidden)
+            delta = self.bbox_embed[level](hidden) if result.box_deltas is None else result.box_deltas[level]
             if reference.shape[-1] == 4:
                 coord = delta + reference
             else:

@@ -67,8 +67,7 @@ class SwinBackbone(nn.Module):
         from timm.models.swin_transformer import checkpoint_filter_fn
 
         weights = strip_wrapper_prefix(read_state_dict(path))
-        reference = _FilterTarget(self.body)
-        weights = checkpoint_filter_fn(weights, reference)
+        weights = checkpoint_filter_fn(weights, self.body)
         # the classification head and final norm have no counterpart in a detector backbone
         weights = {k: v for k, v in weights.items() if not k.startswith(("head.", "norm."))}
         own = self.body.state_dict()
@@ -80,13 +79,3 @@ class SwinBackbone(nn.Module):
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         return self.body(images)
 
-
-class _FilterTarget:
-    """What timm's ``checkpoint_filter_fn`` reads from a model: its state dict and patch size."""
-
-    def __init__(self, body: SwinBody):
-        self._body = body
-        self.patch_embed = body.patch_embed
-
-    def state_dict(self):
-        return self._body.state_dict()

@@ -43,6 +43,7 @@ class DecoderResult:
     references: torch.Tensor  # [num_layers, B, Q, 2|4]: what layer i+1's boxes are relative to
     enc_class: torch.Tensor | None  # [B, S, num_classes] encoder proposal logits (two-stage)
     enc_coord_unact: torch.Tensor | None  # [B, S, 4] encoder proposal boxes before sigmoid
+    box_deltas: list[torch.Tensor] | None  # num_layers x [B, Q, 4] box head outputs (box refinement)
 
 
 def valid_ratio(mask: torch.Tensor) -> torch.Tensor:
@@ -137,7 +138,7 @@ class DeformableTransformer(nn.Module):
             query_pos = query_pos.unsqueeze(0).expand(batch, -1, -1)
             tgt = tgt.unsqueeze(0).expand(batch, -1, -1)
             reference_points = self.reference_points(query_pos).sigmoid()
-        hidden_states, references = self.decoder(
+        hidden_states, references, box_deltas = self.decoder(
             tgt, reference_points, memory, flat.spatial_shapes, flat.level_start_index, flat.valid_ratios,
             query_pos, flat.mask, group_sizes, box_heads if refine_boxes else None)
-        return DecoderResult(hidden_states, reference_points, references, enc_class, enc_coord_unact)
+        return DecoderResult(hidden_states, reference_points, references, enc_class, enc_coord_unact, box_deltas)

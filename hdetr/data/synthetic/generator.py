@@ -12,8 +12,8 @@ settings, JSON with sorted keys.
 
 LVIS kind. Category frequencies follow a Zipf law (rank r drawn with weight
 1 / (r + 1)^``ZIPF_EXPONENT``, ranks shuffled by the seed), and every category
-appears at least once in train (drawn on top of its scene, so occlusion cannot
-remove it). Each category carries ``image_count`` and ``instance_count`` (train)
+appears at least once in train: one instance of each category goes on top of
+its scene, in its own grid cell, so occlusion cannot remove it. Each category carries ``image_count`` and ``instance_count`` (train)
 and ``frequency``: LVIS's rule is rare 1-10, common 11-100, frequent > 100 images
 for ~100k training images; here the two thresholds are scaled by
 ``num_images / 3000`` (10 and 100 become 3 and 33 at the default 1000 images; at
@@ -21,14 +21,16 @@ least 1 and 2). With the default set that makes roughly 40% of the categories
 rare, 50% common and 10% frequent (the frequent ones hold most instances), close
 enough to LVIS v1 (28/38/34%) for APr/APc/APf to separate head from tail. Each image lists
 ``neg_category_ids`` (2-8 categories verified absent, drawn by frequency) and
-``not_exhaustive_category_ids``: in 10% of images one present category has one
-of its drawn instances left unannotated, and is listed there, as in LVIS
+``not_exhaustive_category_ids``: in 10% of the images with a category drawn more
+than once, one of its instances is left unannotated and the category listed
+there (it stays annotated in the image otherwise), as in LVIS
 federated annotation, so detections of it are not counted as false positives.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -111,10 +113,17 @@ def _plan_split(spec: SyntheticSpec, split: str, count: int, weights: np.ndarray
     labels = rng.choice(len(weights), int(sizes.sum()), p=weights)
     forced = np.zeros(len(labels), bool)
     if spec.kind == "lvis" and split == "train":
-        missing = np.setdiff1d(np.arange(len(weights)), labels)
-        slots = rng.choice(len(labels), min(len(missing), len(labels)), replace=False)
-        labels[slots] = missing[: len(slots)]
-        forced[slots] = True
+        missing = list(np.setdiff1d(np.arange(len(weights)), labels))
+        counts = np.bincount(labels, minlength=len(weights))
+        for slot in rng.permutation(len(labels)):
+            if not missing:
+                break
+            if counts[labels[slot]] > 1:  # never take the last instance of another category
+                counts[labels[slot]] -= 1
+                labels[slot] = missing.pop()
+        # One instance of each category is drawn so that occlusion cannot remove it.
+        _, first = np.unique(labels, return_index=True)
+        forced[first] = True
     bounds = np.concatenate([[0], np.cumsum(sizes)])
     return [list(zip(labels[a:b].tolist(), forced[a:b].tolist())) for a, b in zip(bounds[:-1], bounds[1:])]
 
@@ -130,15 +139,19 @@ def _render_image(spec: SyntheticSpec, classes: tuple[ObjectClass, ...], split: 
                for _ in range(int(rng.integers(dlo, dhi + 1)))]
     order = rng.permutation(len(layers))
     layers = [layers[i] for i in order]
-    for label, forced in plan:
-        if forced:  # on top and central enough to survive the occlusion rule
-            layer = object_layer(rng, classes[label], label, (max(size_range[0], 0.2 * s), 0.4 * s), s)
+    forced = [label for label, is_forced in plan if is_forced]
+    if forced:  # on top, each in its own grid cell, so the occlusion rule cannot remove them
+        grid = math.ceil(math.sqrt(len(forced)))
+        cell = s / grid
+        for k, label in enumerate(forced):
+            side = min(cell * 0.8, 0.4 * s)
+            layer = object_layer(rng, classes[label], label, (max(6.0, side * 0.6), side), s)
             h, w = layer.mask.shape
-            cy, cx = rng.uniform(0.3 * s, 0.7 * s, 2)
+            cy, cx = (k // grid + 0.5) * cell, (k % grid + 0.5) * cell
             layer.top, layer.left = int(round(cy - h / 2)), int(round(cx - w / 2))
             layers.append(layer)
     image, objects = compose(layers, background(rng, s), s)
-    noisy = image.astype(np.float32) + rng.normal(0, 4, image.shape).astype(np.float32)
+    noisy = image.astype(np.float32) + rng.normal(0, 5, image.shape).astype(np.float32)
     return np.clip(noisy, 0, 255).astype(np.uint8), objects
 
 
@@ -151,7 +164,7 @@ def _write_split(spec: SyntheticSpec, classes: tuple[ObjectClass, ...], split: s
     for index, plan in enumerate(plans):
         pixels, objects = _render_image(spec, classes, split, index, plan)
         file_name = f"{index:06d}.png"
-        Image.fromarray(pixels).save(out_dir / split / file_name, format="PNG", compress_level=6)
+        Image.fromarray(pixels).save(out_dir / split / file_name, format="PNG", compress_level=1)  # noisy pixels barely compress: favour speed
         image = {"id": index + 1, "file_name": file_name, "width": spec.image_size, "height": spec.image_size}
         if spec.kind == "lvis":
             objects = _federate(rng, image, objects, weights)
@@ -169,9 +182,12 @@ def _write_split(spec: SyntheticSpec, classes: tuple[ObjectClass, ...], split: s
 def _federate(rng: np.random.Generator, image: dict[str, Any], objects: list[dict], weights: np.ndarray) -> list[dict]:
     """Add LVIS's per-image verified-negative and not-exhaustive lists; may unannotate one object."""
     present = sorted({o["label"] for o in objects})
+    labels = [o["label"] for o in objects]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
     not_exhaustive: list[int] = []
-    if present and rng.random() < NOT_EXHAUSTIVE_RATE:
-        label = present[int(rng.integers(0, len(present)))]
+    if repeated and rng.random() < NOT_EXHAUSTIVE_RATE:
+        # Only a category with several instances: it stays annotated (positive) in the image.
+        label = repeated[int(rng.integers(0, len(repeated)))]
         victims = [i for i, o in enumerate(objects) if o["label"] == label]
         drop = victims[int(rng.integers(0, len(victims)))]
         objects = [o for i, o in enumerate(objects) if i != drop]

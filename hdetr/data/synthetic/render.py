@@ -141,7 +141,7 @@ def background(rng: np.random.Generator, size: int) -> np.ndarray:
             freq = rng.uniform(4, 12)
             mix = 0.5 + 0.5 * np.sin(2 * math.pi * freq * (np.cos(t) * xx + np.sin(t) * yy))
         out = a * (1 - mix[..., None]) + b * mix[..., None]
-    return out + rng.normal(0, 6, (size, size, 3))
+    return out  # pixel noise is added once over the whole scene
 
 
 def object_layer(rng: np.random.Generator, cls: ObjectClass, label: int, size_range: tuple[float, float],

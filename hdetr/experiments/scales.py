@@ -1,0 +1,295 @@
+"""What each experiment trains at each scale: base config, variants, seeds, metrics, paper rows.
+
+Scales
+------
+- ``smoke``: the ``synthetic_tiny`` preset (a 32-wide transformer) on 8 synthetic
+  training images, a few optimiser steps: seconds per run, for CI. The numbers are noise.
+- ``cpu``: the ``synthetic_demo_*`` presets (ResNet-18 from scratch, 3+3 layers,
+  30 one-to-one queries, 128 px images) for a wall-clock budget (``MAX_MINUTES``
+  split evenly over the runs): minutes on a laptop CPU. Small models, short runs,
+  synthetic data: the paper's absolute numbers are out of reach; the report shows
+  what was measured beside them.
+- ``paper``: the paper's presets (``coco_r50_*_12ep``, ``lvis_r50_*_24ep``) on the real
+  dataset at ``DATA_ROOT``: the paper's recipe (GPUs, days); not runnable on a CPU.
+
+The paper's numbers come from ``paper_tables.json`` (Table 1, Table 2, Table 6 and
+the 12-epoch K / lambda sweeps).
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Sequence
+
+from hdetr.config.experiment import ExperimentConfig, apply_overrides
+from hdetr.config.presets import get_preset
+from hdetr.errors import UserError
+from hdetr.experiments.paper import paper_sweep, paper_table
+from hdetr.experiments.report import ComparisonRow, write_report
+from hdetr.experiments.study import Variant, copy_run_logs
+
+SCALES = ("smoke", "cpu", "paper")
+COCO_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+LVIS_METRICS = ("AP", "APr", "APc", "APf", "APs", "APm", "APl")
+DEFAULT_SEEDS = {"smoke": (0,), "cpu": (0,), "paper": (42,)}
+DEFAULT_MAX_MINUTES = {"coco": 4.0, "lvis": 4.0, "ablations": 7.0}
+# Seconds of each run's share kept for model building and the final evaluation at cpu scale.
+CPU_EVAL_ALLOWANCE_S = 25.0
+
+_SMOKE = ("data.synthetic_images=8", "train.epochs=2", "model.num_epochs=2", "train.lr_drop=2",
+          "train.eval_max_images=6", "model.dec_layers=2", "data.num_workers=0")
+_CPU_COMMON = ("train.progress=false", "train.tensorboard=false", "train.checkpoint_every_iters=0",
+               "train.eval_every_epochs=0", "train.eval_max_images=50", "train.max_iters=0",
+               "data.num_workers=0")
+
+
+@dataclasses.dataclass(frozen=True)
+class StudySpec:
+    """Everything one report needs to be measured and written."""
+
+    name: str
+    title: str
+    scale: str
+    base: ExperimentConfig
+    variants: tuple[Variant, ...]
+    seeds: tuple[int, ...]
+    metrics: tuple[str, ...]
+    reference: str
+    setup: str
+    paper_tables: tuple[str, ...]
+    notes: tuple[str, ...] = ()
+
+    def write_report(self, rows: Sequence[ComparisonRow], output_dir, command: str, *, name: str | None = None,
+                     title: str | None = None, reference: str | None = None, figures: Sequence[str] = (),
+                     notes: Sequence[str] = ()) -> dict:
+        """Write ``<output_dir>/<name>.md|.json`` (default name: the study's) and copy the runs' logs."""
+        copy_run_logs(rows, Path(output_dir) / "runs")
+        return write_report(
+            output_dir, name=name or self.name, title=title or self.title, scale=self.scale, command=command,
+            rows=rows, metrics=self.metrics, reference=reference or self.reference, setup=self.setup,
+            paper_tables=[paper_table(t) for t in self.paper_tables], notes=[*self.notes, *notes],
+            figures=figures, detail_keys=("seed", "steps", "train_seconds", "stopped_by"))
+
+
+def _check_scale(scale: str) -> None:
+    if scale not in SCALES:
+        raise UserError(f"SCALE={scale!r}: expected one of {', '.join(SCALES)}")
+
+
+def _paper_row(table: str, keys: Sequence[str], **match) -> dict:
+    row = paper_table(table).find(**match)
+    return {k: row[k] for k in keys if k in row}
+
+
+def _budget_overrides(scale: str, num_runs: int, max_minutes: float | None, experiment: str) -> tuple[str, ...]:
+    if scale != "cpu":
+        return ()
+    minutes = DEFAULT_MAX_MINUTES[experiment] if max_minutes is None else float(max_minutes)
+    per_run = 60.0 * minutes / max(1, num_runs) - CPU_EVAL_ALLOWANCE_S
+    if per_run < 10:
+        raise UserError(f"MAX_MINUTES={minutes} leaves {per_run:.0f}s of training per run ({num_runs} runs); "
+                        f"give at least {(num_runs * (10 + CPU_EVAL_ALLOWANCE_S)) / 60:.1f} minutes")
+    return (f"train.max_wall_seconds={per_run:.0f}",)
+
+
+def _synthetic_base(scale: str, kind: str, extra: Sequence[str] = ()) -> ExperimentConfig:
+    if scale == "smoke":
+        cfg = apply_overrides(get_preset("synthetic_tiny"), [*_SMOKE, "model.scheme=baseline",
+                                                             "model.num_queries_one2many=0"])
+    else:
+        cfg = apply_overrides(get_preset("synthetic_demo_baseline"), _CPU_COMMON)
+    if kind == "lvis":
+        cfg = apply_overrides(cfg, ["data.kind=lvis", "model.num_classes=256"])
+    return apply_overrides(cfg, extra)
+
+
+def _branch_overrides(scale: str) -> tuple[str, ...]:
+    """The hybrid branch at this scale (paper: T = 5n, K = 6; here T = 3n, K = 3 / 2)."""
+    if scale == "smoke":
+        return ("model.scheme=hybrid_branch", "model.num_queries_one2many=20", "model.k_one2many=2")
+    return ("model.scheme=hybrid_branch", "model.num_queries_one2many=90", "model.k_one2many=3",
+            "model.lambda_one2many=1.0")
+
+
+def _setup_text(spec_base: ExperimentConfig, scale: str, seeds: Sequence[int], data_root: str | None) -> str:
+    m, t, d = spec_base.model, spec_base.train, spec_base.data
+    if scale == "paper":
+        return (f"The paper's presets on the dataset at `{data_root}` ({d.kind}); backbone {m.backbone}, "
+                f"{t.epochs} epochs, batch {t.batch_size} per process; seeds {list(seeds)}.")
+    images = d.synthetic_images or "default (1000)"
+    budget = (f"{t.max_wall_seconds:.0f} s of training per run (equal wall-clock time; the step counts are in "
+              f"the runs table)" if t.max_wall_seconds else f"{t.epochs} epochs")
+    return (f"Synthetic {d.kind}-format data (hdetr.data.synthetic, {d.synthetic_image_size} px, {images} "
+            f"training images), {m.backbone} from random weights, hidden {m.hidden_dim}, "
+            f"{m.enc_layers}+{m.dec_layers} layers, FFN {m.dim_feedforward}, {m.num_queries_one2one} one-to-one "
+            f"queries in the baseline; batch {t.batch_size}; budget {budget}; evaluation on "
+            f"{t.eval_max_images or 'all'} validation images; seeds {list(seeds)}.")
+
+
+def table_study(name: str, scale: str, *, seeds: Sequence[int] | None = None, data_root: str | None = None,
+                max_minutes: float | None = None) -> StudySpec:
+    """Table 1 (``name="coco"``) or Table 2 (``name="lvis"``): baseline vs H-Deformable-DETR."""
+    _check_scale(scale)
+    if name not in ("coco", "lvis"):
+        raise UserError(f"table_study: name={name!r} is not one of coco, lvis")
+    seeds = tuple(seeds or DEFAULT_SEEDS[scale])
+    table, metrics = ("coco_table1", COCO_METRICS) if name == "coco" else ("lvis_table2", LVIS_METRICS)
+    epochs = 12 if name == "coco" else 24
+    paper_keys = paper_table(table).columns[3:]
+    paper_base = _paper_row(table, paper_keys, backbone="R50", epochs=epochs, method="Deformable-DETR")
+    paper_hybrid = _paper_row(table, paper_keys, backbone="R50", epochs=epochs, method="H-Deformable-DETR")
+    source = f"{'Table 1' if name == 'coco' else 'Table 2'}, R50, {epochs} epochs"
+    if scale == "paper":
+        if not data_root:
+            raise UserError("SCALE='paper' needs DATA_ROOT, the folder of the real dataset")
+        prefix = "coco_r50" if name == "coco" else "lvis_r50"
+        sched = "12ep" if name == "coco" else "24ep"
+        base = apply_overrides(get_preset(f"{prefix}_baseline_{sched}"), [f"data.root={data_root}"])
+        branch = apply_overrides(get_preset(f"{prefix}_hybrid_branch_{sched}"), [f"data.root={data_root}"])
+        branch_overrides = tuple(f"model.{k}={v}" for k, v in branch.model.to_dict().items()
+                                 if v != base.model.to_dict()[k] and v is not None)
+    else:
+        base = _synthetic_base(scale, name)
+        branch_overrides = _branch_overrides(scale)
+    base = apply_overrides(base, _budget_overrides(scale, 2 * len(seeds), max_minutes, name))
+    variants = (
+        Variant("baseline", "Deformable-DETR (one-to-one baseline)", (), paper_base, source),
+        Variant("hybrid_branch", "H-Deformable-DETR (hybrid branch)", branch_overrides, paper_hybrid, source),
+    )
+    notes = [f"Paper numbers: {source} ({paper_table(table).note})"]
+    if name == "lvis":
+        notes.append("The paper's LVIS table (as transcribed in paper_tables.json) reports AP, APs, APm, APl; "
+                     "APr/APc/APf are measured here but have no paper counterpart.")
+    if scale != "paper":
+        m = apply_overrides(base, branch_overrides).model
+        paper_setting = "n=300, T=1500, K=6" if name == "coco" else "n=300, T=900, K=5"
+        notes.append(f"H-Deformable-DETR at this scale: n={m.num_queries_one2one} one-to-one + "
+                     f"T={m.num_queries_one2many} one-to-many queries, K={m.k_one2many}, "
+                     f"lambda={m.lambda_one2many:g} (paper: {paper_setting}, lambda=1).")
+    title = (f"Table {'1' if name == 'coco' else '2'} ({name.upper()}): Deformable-DETR vs H-Deformable-DETR")
+    return StudySpec(name=name, title=title, scale=scale, base=base, variants=variants, seeds=seeds,
+                     metrics=metrics, reference=variants[0].label,
+                     setup=_setup_text(base, scale, seeds, data_root), paper_tables=(table,), notes=tuple(notes))
+
+
+def _scheme_overrides(scale: str) -> dict[str, tuple[str, ...]]:
+    """Each scheme with 4x (smoke: 3x) the baseline's queries in all, as Table 6 keeps 1800 = 6 x 300."""
+    if scale == "smoke":
+        n, k, l1, l2 = 30, 2, 1, 1
+        branch = _branch_overrides(scale)
+    else:
+        n, k, l1, l2 = 120, 3, 2, 1
+        branch = _branch_overrides(scale)
+    return {
+        "baseline": (),
+        "hybrid_branch": branch,
+        "hybrid_epoch": ("model.scheme=hybrid_epoch", f"model.num_queries_one2one={n}", f"model.k_one2many={k}",
+                         "model.one2many_epoch_fraction=0.6667"),
+        "hybrid_layer": ("model.scheme=hybrid_layer", f"model.num_queries_one2one={n}", f"model.k_one2many={k}",
+                         f"model.one2many_layers={l1}", f"model.one2one_layers={l2}"),
+    }
+
+
+TABLE6_ROWS = {
+    "baseline": "Deformable-DETR (300 queries)",
+    "hybrid_branch": "Hybrid branch",
+    "hybrid_epoch": "Hybrid epoch (1800 queries)",
+    "hybrid_layer": "Hybrid layer (1800 queries)",
+}
+SCHEME_LABELS = {"baseline": "baseline (one-to-one)", "hybrid_branch": "hybrid branch",
+                 "hybrid_epoch": "hybrid epoch", "hybrid_layer": "hybrid layer"}
+
+
+def ablation_study(scale: str, *, seeds: Sequence[int] | None = None, sweep_points: Sequence[str] | None = None,
+                   max_minutes: float | None = None) -> StudySpec:
+    """Table 6 (the four schemes) plus sweep points of K (``"k<K>"``) and lambda (``"lambda<x>"``).
+
+    Sweep points vary the hybrid branch of this scale: ``k1`` sets K=1 and T=n (the
+    paper's K sweep keeps T = 300 K); ``lambda0.5`` sets lambda. Default points: smoke
+    ``["k1"]``, cpu ``["k1"]``.
+    """
+    _check_scale(scale)
+    if scale == "paper":
+        raise UserError("the ablations run at smoke or cpu scale; at paper scale train the presets "
+                        "coco_r50_{baseline,hybrid_branch,hybrid_epoch,hybrid_layer}_12ep and the sweep presets "
+                        "coco_r50_hybrid_branch_12ep_k*/_t*/_lambda* with `hdetr train`")
+    seeds = tuple(seeds or DEFAULT_SEEDS[scale])
+    sweep_points = list(["k1"] if sweep_points is None else sweep_points)
+    table6 = paper_table("schemes_table6")
+    schemes = _scheme_overrides(scale)
+    n = 10 if scale == "smoke" else 30
+    variants = [
+        Variant(key, SCHEME_LABELS[key], overrides, {"AP": table6.find(variant=TABLE6_ROWS[key])["AP_12ep"]},
+                "Table 6, R50, 12 epochs")
+        for key, overrides in schemes.items()
+    ]
+    k_sweep, lambda_sweep = paper_sweep("K_with_T_300K"), paper_sweep("lambda_with_K6_T1500")
+    for point in sweep_points:
+        if point.startswith("k") and point[1:].isdigit() and int(point[1:]) >= 1:
+            k = int(point[1:])
+            overrides = (*schemes["hybrid_branch"], f"model.k_one2many={k}", f"model.num_queries_one2many={n * k}")
+            paper = {"AP": k_sweep[float(k)]} if float(k) in k_sweep else {}
+            variants.append(Variant(point, f"hybrid branch, K={k}, T={n * k}", overrides, paper,
+                                    "K sweep (T = 300 K), R50 + tricks, 12 epochs"))
+        elif point.startswith("lambda"):
+            try:
+                lam = float(point[len("lambda"):])
+            except ValueError:
+                lam = -1.0
+            if lam < 0:
+                raise UserError(f"sweep point {point!r}: expected lambda<x> with x >= 0, e.g. lambda0.5")
+            overrides = (*schemes["hybrid_branch"], f"model.lambda_one2many={lam}")
+            paper = {"AP": lambda_sweep[lam]} if lam in lambda_sweep else {}
+            variants.append(Variant(point, f"hybrid branch, lambda={lam:g}", overrides, paper,
+                                    "lambda sweep (K=6, T=1500), R50 + tricks, 12 epochs"))
+        else:
+            raise UserError(f"sweep point {point!r}: expected k<K> (e.g. k1) or lambda<x> (e.g. lambda0.5)")
+    base = _synthetic_base(scale, "coco")
+    # The epoch scheme's rho refers to the schedule, so a run must see several epochs.
+    if scale == "cpu":
+        base = apply_overrides(base, ["data.synthetic_images=100", "train.epochs=3", "model.num_epochs=3",
+                                      "train.lr_drop=3"])
+    else:
+        base = apply_overrides(base, ["train.epochs=3", "model.num_epochs=3", "train.lr_drop=3"])
+    base = apply_overrides(base, _budget_overrides(scale, len(variants) * len(seeds), max_minutes, "ablations"))
+    notes = (
+        "Paper numbers for the schemes: Table 6 (R50, two-stage Deformable-DETR with 2x FFN, no other tricks, "
+        "12 epochs; every hybrid variant has 6x positives and 1800 queries in all). Sweep points: the 12-epoch "
+        "sweeps with all tricks, whose baseline is 47.0, not Table 6's 43.7.",
+        "Here every variant uses the same base (tricks on); the epoch/layer schemes have "
+        f"{4 if scale == 'cpu' else 3}x the baseline's queries, as Table 6's 1800 = 6 x 300.",
+        "hybrid epoch: one-to-many during the first 2/3 of the epochs; a run stopped by the time budget may "
+        "never reach its one-to-one epochs (see steps in the runs table).",
+    )
+    return StudySpec(name="ablations", title="Table 6 and sweeps: hybrid schemes and K / lambda", scale=scale,
+                     base=base, variants=tuple(variants), seeds=seeds, metrics=("AP", "AP50", "AP75"),
+                     reference=variants[0].label, setup=_setup_text(base, scale, seeds, None),
+                     paper_tables=("schemes_table6",), notes=notes)
+
+
+def sweep_rows(spec: StudySpec, rows: Sequence[ComparisonRow]) -> list[ComparisonRow]:
+    """The ablation rows of the K / lambda sweeps, with the sweeps' paper numbers.
+
+    The baseline is the sweeps' K=0 point (47.0) and the scale's hybrid branch the K
+    point of its own K; the scheme rows of Table 6 are left out.
+    """
+    k_sweep = paper_sweep("K_with_T_300K")
+    source = "12-epoch sweeps, R50 + tricks"
+    out = []
+    for variant, row in zip(spec.variants, rows):
+        if variant.key == "baseline":
+            paper = {"AP": k_sweep[0.0]}
+        elif variant.key == "hybrid_branch":
+            k = float(apply_overrides(spec.base, variant.overrides).model.k_one2many)
+            paper = {"AP": k_sweep[k]} if k in k_sweep else {}
+        elif variant.key.startswith(("k", "lambda")):
+            paper = dict(variant.paper)
+        else:
+            continue
+        out.append(dataclasses.replace(row, paper=paper, paper_source=source))
+    return out
+
+
+def scheme_rows(spec: StudySpec, rows: Sequence[ComparisonRow]) -> list[ComparisonRow]:
+    """The ablation rows of Table 6 (the four schemes)."""
+    return [row for variant, row in zip(spec.variants, rows) if variant.key in TABLE6_ROWS]
