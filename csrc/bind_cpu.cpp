@@ -17,4 +17,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         pybind11::arg("value"), pybind11::arg("spatial_shapes"), pybind11::arg("level_start_index"),
         pybind11::arg("sampling_locations"), pybind11::arg("attention_weights"),
         pybind11::arg("grad_output"));
+  m.def("kernel_isa", &hdetr_msda::kernel_isa, "instruction set of the inner loops: 'avx2' or 'generic'");
+  m.def("set_kernel_isa", &hdetr_msda::set_kernel_isa, "use 'auto', 'generic' or 'avx2' inner loops",
+        pybind11::arg("isa"));
 }

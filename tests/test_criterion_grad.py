@@ -43,7 +43,6 @@ SMALL = dict(backbone="resnet18", hidden_dim=32, nheads=4, enc_layers=1, dec_lay
              num_feature_levels=3, enc_n_points=2, dec_n_points=2, num_classes=5)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("scheme", ["baseline", "hybrid_branch", "hybrid_epoch", "hybrid_layer"])
 def test_every_scheme_trains_a_model_through_its_plan(scheme):
     models = pytest.importorskip("hdetr.models")

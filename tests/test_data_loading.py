@@ -132,7 +132,7 @@ def test_box_rules_are_counted_in_one_log_line(tmp_path, caplog):
     assert "clipped=1, crowd=1, degenerate=2, images_without_objects=1, outside_image=1" in lines[0]
     _, target = ds[0]
     assert target["boxes"].tolist() == [[0, 20, 15, 30]] and target["labels"].tolist() == [3]
-    assert sorted(ds.coco.anns) == [4, 5]  # the crowd stays for COCOeval; the invalid ones are gone
+    assert sorted(ds.coco.anns) == [1, 2, 3, 4, 5]  # evaluation sees the file as it is (official)
     _, empty = ds[1]  # an image without annotations is kept with no targets
     assert empty["boxes"].shape == (0, 4) and empty["labels"].shape == (0,)
 
@@ -183,8 +183,11 @@ def test_verify_images_leaves_out_unreadable_and_wrong_size(tmp_path, caplog):
     make_dataset(tmp_path, data)
     (tmp_path / "img" / "0.png").write_bytes(b"garbage")
     write_image(tmp_path / "img" / "2.png", size=(41, 30))
-    with caplog.at_level(logging.WARNING, logger="hdetr.data"):
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="hdetr.data"):
         ds = CocoDetection(tmp_path / "instances.json", tmp_path / "img", verify_images=True)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "size_mismatch=1" in warnings[0] and "unreadable_image=1" in warnings[0]
     assert ds.image_ids == [2]
     assert ds.counts["unreadable_image"] == 1 and ds.counts["size_mismatch"] == 1
     assert "0.png: unreadable" in caplog.text and "differs from the annotated 40x30" in caplog.text
@@ -227,3 +230,22 @@ def test_data_config_validation():
     assert cfg.layout("train") == ("annotations/lvis_v1_train.json", "") and cfg.contiguous_labels
     assert DataConfig(root="x").layout("val") == ("annotations/instances_val2017.json", "val2017")
     assert not DataConfig(root="x").contiguous_labels
+
+
+def test_worker_processes_reproduce_the_augmentation(tmp_path):
+    data = coco_dict(num_images=6, size=(90, 60))
+    make_dataset(tmp_path, data)
+    for img in data["images"]:
+        write_image(tmp_path / "img" / img["file_name"], (90, 60))
+    cfg = DataConfig(root=str(tmp_path), train_annotations="instances.json", train_images="img",
+                     scale_preset="synthetic")
+    dataset = build_dataset(cfg, "train")
+
+    def shapes(workers):
+        loader = build_dataloader(dataset, 2, shuffle=True, num_workers=workers, seed=7)
+        return [(t["image_id"], tuple(i.shape), t["boxes"].tolist()) for images, targets in loader
+                for i, t in zip(images, targets)]
+
+    first = shapes(2)
+    assert first == shapes(2) and sorted(x[0] for x in first) == [1, 2, 3, 4, 5, 6]
+    assert len({x[1] for x in first}) > 1  # augmented: not every image got the same size

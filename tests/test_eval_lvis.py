@@ -119,6 +119,7 @@ def noisy_predictions(ds: CocoDetection, seed: int) -> dict:
     return preds
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the lvis package calls logger.warn
 def test_matches_the_lvis_package_to_four_decimals(tmp_path, monkeypatch):
     ds = federated_case(tmp_path)
     ours = evaluate_lvis(ds, federated_predictions())

@@ -148,3 +148,36 @@ def test_extension_rejects_levels_that_overflow_value(cpu_extension):
     with pytest.raises(RuntimeError, match="does not fit in S"):
         cpu_extension.forward(inputs.value, inputs.spatial_shapes, bad_starts, inputs.sampling_locations,
                               inputs.attention_weights)
+
+
+def available_instruction_sets(extension) -> list[str]:
+    isas = ["generic"]
+    try:
+        extension.set_kernel_isa("avx2")
+        isas.append("avx2")
+    except RuntimeError:
+        pass
+    finally:
+        extension.set_kernel_isa("auto")
+    return isas
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+def test_every_instruction_set_matches_reference(cpu_extension, dtype):
+    # The generic loops are what CPUs without AVX2 run; check them here too.
+    try:
+        for isa in available_instruction_sets(cpu_extension):
+            cpu_extension.set_kernel_isa(isa)
+            assert cpu_extension.kernel_isa() == isa
+            for channels in (1, 33, 64):
+                inputs = random_msda_inputs(((5, 6), (2, 3), (1, 1)), batch=2, queries=5, heads=2, channels=channels,
+                                            points=3, dtype=dtype, seed=channels)
+                assert_matches_reference(inputs)
+    finally:
+        cpu_extension.set_kernel_isa("auto")
+
+
+def test_unknown_instruction_set_is_rejected(cpu_extension):
+    with pytest.raises(RuntimeError, match="unknown instruction set 'sse9'"):
+        cpu_extension.set_kernel_isa("sse9")
+    assert cpu_extension.kernel_isa() in ("generic", "avx2")

@@ -1,12 +1,5 @@
-// Multi-scale deformable attention, CPU kernels.
-//
-// Semantics match the official Deformable-DETR op: a sampling location (x, y)
-// in [0, 1] is read at pixel coordinates (x * W - 0.5, y * H - 0.5) with
-// bilinear interpolation, and corners outside the map contribute zero.
-//
-// Layout: value is [N, S, M, D], so the D channels of one head at one pixel
-// are contiguous and consecutive pixels of a head are M * D apart. Every inner
-// loop runs over those D contiguous channels.
+// Multi-scale deformable attention on the CPU: checks, allocation, threading.
+// The inner loops live in msda_kernels_impl.h, compiled per instruction set.
 //
 // Forward parallelises over (n, q, m): each task owns one output row of D.
 // Backward must scatter-add into grad_value from every query; tasks are
@@ -19,204 +12,50 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
-#include <array>
-#include <cmath>
+#include <atomic>
+#include <cstdlib>
+#include <string>
+
+#include "msda_kernels.h"
 
 namespace hdetr_msda {
 namespace {
 
-struct Problem {
-  int64_t batch;       // N
-  int64_t spatial;     // S
-  int64_t heads;       // M
-  int64_t channels;    // D
-  int64_t queries;     // Lq
-  int64_t levels;      // L
-  int64_t points;      // P
-  int64_t pixel_stride() const { return heads * channels; }
-};
+std::atomic<const KernelTable*> active_table{nullptr};
+
+const KernelTable* default_table() {
+  const char* forced = std::getenv("HDETR_MSDA_CPU_ISA");
+  if (forced != nullptr && std::string(forced) == "generic") return &generic_kernels();
+  if (avx2_kernels() != nullptr && cpu_supports_avx2_fma()) return avx2_kernels();
+  return &generic_kernels();
+}
+
+const KernelTable& active_kernels() {
+  const KernelTable* table = active_table.load();
+  if (table == nullptr) {
+    table = default_table();
+    active_table.store(table);
+  }
+  return *table;
+}
+
+template <typename scalar_t>
+ForwardRows<scalar_t> forward_kernel(const KernelTable& table);
+template <>
+ForwardRows<float> forward_kernel<float>(const KernelTable& table) { return table.forward_f32; }
+template <>
+ForwardRows<double> forward_kernel<double>(const KernelTable& table) { return table.forward_f64; }
+
+template <typename scalar_t>
+BackwardHead<scalar_t> backward_kernel(const KernelTable& table);
+template <>
+BackwardHead<float> backward_kernel<float>(const KernelTable& table) { return table.backward_f32; }
+template <>
+BackwardHead<double> backward_kernel<double>(const KernelTable& table) { return table.backward_f64; }
 
 // Below this many multiply-adds a task list runs on the calling thread:
 // waking the thread pool would cost more than the work.
 constexpr int64_t kSerialWork = 1 << 15;
-
-// The four bilinear corners of one sampling point on one level.
-template <typename scalar_t>
-struct Footprint {
-  bool any_inside = false;
-  std::array<bool, 4> inside{};
-  std::array<int64_t, 4> pixel{};   // row-major pixel index within the level
-  std::array<scalar_t, 4> weight{};
-  scalar_t frac_y = 0, frac_x = 0;  // distance from the top-left corner
-  bool interior() const { return inside[0] && inside[1] && inside[2] && inside[3]; }
-};
-
-template <typename scalar_t>
-inline Footprint<scalar_t> bilinear_footprint(scalar_t loc_x, scalar_t loc_y, int64_t height, int64_t width) {
-  Footprint<scalar_t> f;
-  const scalar_t x = loc_x * static_cast<scalar_t>(width) - scalar_t(0.5);
-  const scalar_t y = loc_y * static_cast<scalar_t>(height) - scalar_t(0.5);
-  // Written so that NaN locations fall outside as well.
-  if (!(y > scalar_t(-1) && x > scalar_t(-1) && y < static_cast<scalar_t>(height) &&
-        x < static_cast<scalar_t>(width))) {
-    return f;
-  }
-  f.any_inside = true;
-  const int64_t y0 = static_cast<int64_t>(std::floor(y));
-  const int64_t x0 = static_cast<int64_t>(std::floor(x));
-  const int64_t y1 = y0 + 1;
-  const int64_t x1 = x0 + 1;
-  f.frac_y = y - static_cast<scalar_t>(y0);
-  f.frac_x = x - static_cast<scalar_t>(x0);
-  const scalar_t rest_y = scalar_t(1) - f.frac_y;
-  const scalar_t rest_x = scalar_t(1) - f.frac_x;
-  const bool y0_in = y0 >= 0, y1_in = y1 <= height - 1;
-  const bool x0_in = x0 >= 0, x1_in = x1 <= width - 1;
-  f.inside = {y0_in && x0_in, y0_in && x1_in, y1_in && x0_in, y1_in && x1_in};
-  f.pixel = {y0 * width + x0, y0 * width + x1, y1 * width + x0, y1 * width + x1};
-  f.weight = {rest_y * rest_x, rest_y * f.frac_x, f.frac_y * rest_x, f.frac_y * f.frac_x};
-  return f;
-}
-
-template <typename scalar_t>
-void forward_rows(const Problem& pb, const scalar_t* value, const int64_t* shapes, const int64_t* starts,
-                  const scalar_t* locations, const scalar_t* weights, scalar_t* out, int64_t begin,
-                  int64_t end) {
-  const int64_t D = pb.channels;
-  const int64_t stride = pb.pixel_stride();
-  const int64_t samples = pb.levels * pb.points;
-  for (int64_t row = begin; row < end; ++row) {
-    // row enumerates (n, q, m) with m fastest, matching the output layout.
-    const int64_t n = row / (pb.queries * pb.heads);
-    const int64_t m = row % pb.heads;
-    scalar_t* __restrict__ o = out + row * D;
-    const scalar_t* loc = locations + row * samples * 2;
-    const scalar_t* attn = weights + row * samples;
-    const scalar_t* head = value + n * pb.spatial * stride + m * D;
-    for (int64_t l = 0; l < pb.levels; ++l) {
-      const int64_t H = shapes[2 * l], W = shapes[2 * l + 1];
-      const scalar_t* level = head + starts[l] * stride;
-      for (int64_t p = 0; p < pb.points; ++p) {
-        const int64_t k = l * pb.points + p;
-        const auto f = bilinear_footprint<scalar_t>(loc[2 * k], loc[2 * k + 1], H, W);
-        if (!f.any_inside) continue;
-        const scalar_t a = attn[k];
-        if (f.interior()) {
-          // Interior point: one pass over D instead of four.
-          const scalar_t c0 = a * f.weight[0], c1 = a * f.weight[1];
-          const scalar_t c2 = a * f.weight[2], c3 = a * f.weight[3];
-          const scalar_t* __restrict__ v0 = level + f.pixel[0] * stride;
-          const scalar_t* __restrict__ v1 = level + f.pixel[1] * stride;
-          const scalar_t* __restrict__ v2 = level + f.pixel[2] * stride;
-          const scalar_t* __restrict__ v3 = level + f.pixel[3] * stride;
-#pragma omp simd
-          for (int64_t d = 0; d < D; ++d) {
-            o[d] += c0 * v0[d] + c1 * v1[d] + c2 * v2[d] + c3 * v3[d];
-          }
-          continue;
-        }
-        for (int c = 0; c < 4; ++c) {
-          if (!f.inside[c]) continue;
-          const scalar_t coef = a * f.weight[c];
-          const scalar_t* __restrict__ v = level + f.pixel[c] * stride;
-#pragma omp simd
-          for (int64_t d = 0; d < D; ++d) {
-            o[d] += coef * v[d];
-          }
-        }
-      }
-    }
-  }
-}
-
-// Backward for one head (n, m) over queries [q_begin, q_end). grad_value_copy
-// is the [N, S, M, D] buffer this query-chunk owns.
-template <typename scalar_t>
-void backward_head(const Problem& pb, const scalar_t* value, const int64_t* shapes, const int64_t* starts,
-                   const scalar_t* locations, const scalar_t* weights, const scalar_t* grad_out,
-                   scalar_t* grad_value_copy, scalar_t* grad_locations, scalar_t* grad_weights, int64_t n,
-                   int64_t m, int64_t q_begin, int64_t q_end) {
-  const int64_t D = pb.channels;
-  const int64_t stride = pb.pixel_stride();
-  const int64_t samples = pb.levels * pb.points;
-  const scalar_t* head = value + n * pb.spatial * stride + m * D;
-  scalar_t* grad_head = grad_value_copy + n * pb.spatial * stride + m * D;
-  for (int64_t q = q_begin; q < q_end; ++q) {
-    const int64_t row = (n * pb.queries + q) * pb.heads + m;
-    const scalar_t* __restrict__ g = grad_out + row * D;
-    const scalar_t* loc = locations + row * samples * 2;
-    const scalar_t* attn = weights + row * samples;
-    scalar_t* grad_loc = grad_locations + row * samples * 2;
-    scalar_t* grad_attn = grad_weights + row * samples;
-    for (int64_t l = 0; l < pb.levels; ++l) {
-      const int64_t H = shapes[2 * l], W = shapes[2 * l + 1];
-      const scalar_t* level = head + starts[l] * stride;
-      scalar_t* grad_level = grad_head + starts[l] * stride;
-      for (int64_t p = 0; p < pb.points; ++p) {
-        const int64_t k = l * pb.points + p;
-        const auto f = bilinear_footprint<scalar_t>(loc[2 * k], loc[2 * k + 1], H, W);
-        if (!f.any_inside) continue;  // gradients stay zero
-        const scalar_t a = attn[k];
-        // corner_dot[c] = <grad_out row, value at corner c>: it gives the
-        // attention-weight gradient and, through the bilinear weights, the
-        // location gradient, in the same pass that scatters into grad_value.
-        std::array<scalar_t, 4> corner_dot{};
-        if (f.interior()) {
-          // Interior point: the four corners in one pass over D.
-          const scalar_t c0 = a * f.weight[0], c1 = a * f.weight[1];
-          const scalar_t c2 = a * f.weight[2], c3 = a * f.weight[3];
-          const scalar_t* __restrict__ v0 = level + f.pixel[0] * stride;
-          const scalar_t* __restrict__ v1 = level + f.pixel[1] * stride;
-          const scalar_t* __restrict__ v2 = level + f.pixel[2] * stride;
-          const scalar_t* __restrict__ v3 = level + f.pixel[3] * stride;
-          scalar_t* __restrict__ gv0 = grad_level + f.pixel[0] * stride;
-          scalar_t* __restrict__ gv1 = grad_level + f.pixel[1] * stride;
-          scalar_t* __restrict__ gv2 = grad_level + f.pixel[2] * stride;
-          scalar_t* __restrict__ gv3 = grad_level + f.pixel[3] * stride;
-          scalar_t dot0 = 0, dot1 = 0, dot2 = 0, dot3 = 0;
-#pragma omp simd reduction(+ : dot0, dot1, dot2, dot3)
-          for (int64_t d = 0; d < D; ++d) {
-            const scalar_t gd = g[d];
-            dot0 += gd * v0[d];
-            dot1 += gd * v1[d];
-            dot2 += gd * v2[d];
-            dot3 += gd * v3[d];
-            gv0[d] += c0 * gd;
-            gv1[d] += c1 * gd;
-            gv2[d] += c2 * gd;
-            gv3[d] += c3 * gd;
-          }
-          corner_dot = {dot0, dot1, dot2, dot3};
-        } else {
-          for (int c = 0; c < 4; ++c) {
-            if (!f.inside[c]) continue;
-            const scalar_t coef = a * f.weight[c];
-            const scalar_t* __restrict__ v = level + f.pixel[c] * stride;
-            scalar_t* __restrict__ gv = grad_level + f.pixel[c] * stride;
-            scalar_t dot = 0;
-#pragma omp simd reduction(+ : dot)
-            for (int64_t d = 0; d < D; ++d) {
-              dot += g[d] * v[d];
-              gv[d] += coef * g[d];
-            }
-            corner_dot[c] = dot;
-          }
-        }
-        const scalar_t rest_y = scalar_t(1) - f.frac_y;
-        const scalar_t rest_x = scalar_t(1) - f.frac_x;
-        grad_attn[k] = f.weight[0] * corner_dot[0] + f.weight[1] * corner_dot[1] +
-                       f.weight[2] * corner_dot[2] + f.weight[3] * corner_dot[3];
-        const scalar_t d_sample_dx = rest_y * (corner_dot[1] - corner_dot[0]) +
-                                     f.frac_y * (corner_dot[3] - corner_dot[2]);
-        const scalar_t d_sample_dy = rest_x * (corner_dot[2] - corner_dot[0]) +
-                                     f.frac_x * (corner_dot[3] - corner_dot[1]);
-        // Pixel coordinates are loc * size - 0.5, hence the factor size.
-        grad_loc[2 * k] = static_cast<scalar_t>(W) * d_sample_dx * a;
-        grad_loc[2 * k + 1] = static_cast<scalar_t>(H) * d_sample_dy * a;
-      }
-    }
-  }
-}
 
 struct CheckedInputs {
   Problem problem;
@@ -266,6 +105,22 @@ CheckedInputs check_inputs(const at::Tensor& value, const at::Tensor& spatial_sh
 
 }  // namespace
 
+std::string kernel_isa() { return active_kernels().isa; }
+
+void set_kernel_isa(const std::string& isa) {
+  if (isa == "auto") {
+    active_table.store(default_table());
+  } else if (isa == "generic") {
+    active_table.store(&generic_kernels());
+  } else if (isa == "avx2") {
+    TORCH_CHECK(avx2_kernels() != nullptr, "hdetr msda cpu: this build has no AVX2 kernels (GCC on x86-64 only)");
+    TORCH_CHECK(cpu_supports_avx2_fma(), "hdetr msda cpu: this CPU lacks AVX2 or FMA");
+    active_table.store(avx2_kernels());
+  } else {
+    TORCH_CHECK(false, "hdetr msda cpu: unknown instruction set '", isa, "'; expected auto, generic or avx2");
+  }
+}
+
 at::Tensor ms_deform_attn_cpu_forward(const at::Tensor& value, const at::Tensor& spatial_shapes,
                                       const at::Tensor& level_start_index, const at::Tensor& sampling_locations,
                                       const at::Tensor& attention_weights) {
@@ -282,8 +137,9 @@ at::Tensor ms_deform_attn_cpu_forward(const at::Tensor& value, const at::Tensor&
     const scalar_t* loc = in.locations.data_ptr<scalar_t>();
     const scalar_t* attn = in.weights.data_ptr<scalar_t>();
     scalar_t* o = out.data_ptr<scalar_t>();
+    const ForwardRows<scalar_t> kernel = forward_kernel<scalar_t>(active_kernels());
     at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
-      forward_rows<scalar_t>(pb, v, shapes, starts, loc, attn, o, begin, end);
+      kernel(pb, v, shapes, starts, loc, attn, o, begin, end);
     });
   });
   return out.view({pb.batch, pb.queries, pb.heads * pb.channels});
@@ -333,6 +189,7 @@ std::vector<at::Tensor> ms_deform_attn_cpu_backward(const at::Tensor& value, con
     scalar_t* gl = grad_locations.data_ptr<scalar_t>();
     scalar_t* ga = grad_weights.data_ptr<scalar_t>();
     const int64_t copy_numel = in.value.numel();
+    const BackwardHead<scalar_t> kernel = backward_kernel<scalar_t>(active_kernels());
     at::parallel_for(0, tasks, serial ? tasks : 1, [&](int64_t begin, int64_t end) {
       for (int64_t t = begin; t < end; ++t) {
         const int64_t head = t % heads_total;
@@ -340,8 +197,8 @@ std::vector<at::Tensor> ms_deform_attn_cpu_backward(const at::Tensor& value, con
         const int64_t q_begin = chunk * pb.queries / chunks;
         const int64_t q_end = (chunk + 1) * pb.queries / chunks;
         scalar_t* copy = chunk == 0 ? gv : extra + (chunk - 1) * copy_numel;
-        backward_head<scalar_t>(pb, v, shapes, starts, loc, attn, g, copy, gl, ga, head / pb.heads,
-                                head % pb.heads, q_begin, q_end);
+        kernel(pb, v, shapes, starts, loc, attn, g, copy, gl, ga, head / pb.heads, head % pb.heads, q_begin,
+               q_end);
       }
     });
   });

@@ -12,6 +12,7 @@
 
 #include <ATen/ATen.h>
 
+#include <string>
 #include <vector>
 
 namespace hdetr_msda {
@@ -32,5 +33,11 @@ std::vector<at::Tensor> ms_deform_attn_cpu_backward(
     const at::Tensor& sampling_locations,
     const at::Tensor& attention_weights,
     const at::Tensor& grad_output);
+
+// Instruction set of the inner loops in use: "avx2" or "generic". The default
+// is avx2 where the CPU has AVX2 + FMA, unless HDETR_MSDA_CPU_ISA=generic.
+std::string kernel_isa();
+// "auto", "generic" or "avx2" (tests compare both paths).
+void set_kernel_isa(const std::string& isa);
 
 }  // namespace hdetr_msda

@@ -10,8 +10,6 @@ import argparse
 import json
 import time
 
-from hdetr.data.synthetic import default_dataset_dir, ensure_dataset, generate
-
 
 def _synth_params(args: argparse.Namespace) -> dict:
     return dict(num_images=args.images, num_val_images=args.val_images, seed=args.seed,
@@ -28,6 +26,8 @@ def _add_synth_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _synth(args: argparse.Namespace) -> int:
+    from hdetr.data.synthetic import generate  # imported on use: keeps `hdetr --help` fast
+
     start = time.perf_counter()
     out = generate(args.kind, args.out, **_synth_params(args))
     counts = json.loads((out / "synthetic.json").read_text())["counts"]
@@ -36,6 +36,8 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _path(args: argparse.Namespace) -> int:
+    from hdetr.data.synthetic import default_dataset_dir, ensure_dataset
+
     params = _synth_params(args)
     print(ensure_dataset(args.kind, **params) if args.ensure else default_dataset_dir(args.kind, **params))
     return 0

@@ -64,6 +64,10 @@ def _print_auto_choice(device: str) -> str | None:
 
     choice = select_backend(device, torch.float32)
     why = f" (reference fallback: {choice.fallback_reason})" if choice.fallback_reason else ""
+    if choice.name == "cpu":
+        from hdetr.ops.cpu_backend import load_cpu_extension
+
+        why = f" ({load_cpu_extension().kernel_isa()} inner loops)"
     print(f"auto backend for {device.upper()} float32 tensors: {choice.name}{why}")
     return choice.name if choice.name != "torch" else None
 

@@ -3,19 +3,21 @@
 Everything about the annotations is checked once, when the dataset is built, so
 an epoch never stops half-way on a bad record. Structural problems are errors
 (``UserError`` naming the file, the record and the value); box problems that the
-official code tolerates are handled by these rules and counted in one log line:
+official code tolerates are handled by these rules and counted in one log line.
+The rules shape the *training* targets only: evaluation scores against the
+annotations as the file has them (as the official evaluation does), so AP stays
+comparable with published numbers.
 
 ===========================  ===============================================================
-rule                         what happens
+rule                         training targets
 ===========================  ===============================================================
-``degenerate``               width or height <= 0: dropped (from training and evaluation)
-``outside_image``            no overlap with the image after clipping: dropped (both)
-``clipped``                  partly outside the image: clipped for training, the original
-                             box kept for evaluation (as the official code)
-``crowd``                    ``iscrowd=1``: not a training target; COCOeval still uses it
-                             to ignore detections on crowds
-``images_without_objects``   images with no training target: kept (the official code keeps
-                             them; they teach "no object")
+``degenerate``               width or height <= 0: skipped
+``outside_image``            no overlap with the image after clipping: skipped
+``clipped``                  partly outside the image: clipped to it (official ``clamp``)
+``crowd``                    ``iscrowd=1``: skipped; COCOeval uses it to ignore detections
+                             on crowds
+``images_without_objects``   no training target left: the image is kept (the official code
+                             keeps them; they teach "no object")
 ===========================  ===============================================================
 """
 from __future__ import annotations
@@ -54,8 +56,8 @@ class ImageRecord:
 class AnnotationSet:
     """A validated annotation file.
 
-    ``ground_truth`` is the COCO-style dict for evaluation (every valid annotation,
-    crowds included, ``area`` and ``iscrowd`` filled in where missing);
+    ``ground_truth`` is the COCO-style dict for evaluation (every annotation of the
+    file, ``area`` and ``iscrowd`` filled in where missing);
     ``images`` the per-image training targets in file order; ``counts`` how many
     records each rule of the module docstring touched.
     """
@@ -171,7 +173,7 @@ def load_annotations(path: str | Path, lvis: bool = False) -> AnnotationSet:
         images[iid] = image
 
     counts: Counter = Counter()
-    kept_annotations = []
+    evaluated_annotations = []
     boxes: dict[int, list[np.ndarray]] = {iid: [] for iid in images}
     labels: dict[int, list[int]] = {iid: [] for iid in images}
     for i, ann in enumerate(data["annotations"]):
@@ -193,15 +195,15 @@ def load_annotations(path: str | Path, lvis: bool = False) -> AnnotationSet:
             isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box
         ):
             raise UserError(f"{path}: {where} (id {ann['id']}).bbox = {box!r}, expected 4 finite numbers [x, y, w, h]")
+        crowd = bool(ann.get("iscrowd", 0))
+        evaluated_annotations.append({**ann, "iscrowd": int(crowd), "area": ann.get("area", box[2] * box[3])})
+        if crowd:
+            counts["crowd"] += 1
+            continue
         rule, clipped = _box_rule(box, images[iid]["width"], images[iid]["height"])
         if rule is not None:
             counts[rule] += 1
         if rule in ("degenerate", "outside_image"):
-            continue
-        crowd = bool(ann.get("iscrowd", 0))
-        kept_annotations.append({**ann, "iscrowd": int(crowd), "area": ann.get("area", box[2] * box[3])})
-        if crowd:
-            counts["crowd"] += 1
             continue
         boxes[iid].append(clipped)
         labels[iid].append(cid)
@@ -215,7 +217,7 @@ def load_annotations(path: str | Path, lvis: bool = False) -> AnnotationSet:
             boxes=np.stack(boxes[iid]) if boxes[iid] else np.zeros((0, 4), np.float32),
             category_ids=np.asarray(labels[iid], np.int64),
         ))
-    ground_truth = {**data, "annotations": kept_annotations,
+    ground_truth = {**data, "annotations": evaluated_annotations,
                     "images": [{**img, "file_name": names[img["id"]]} for img in data["images"]]}
     return AnnotationSet(path=path, ground_truth=ground_truth, images=records, categories=categories,
                          counts=counts)

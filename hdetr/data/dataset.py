@@ -102,10 +102,10 @@ class CocoDetection(Dataset):
                 first_missing = first_missing or path
             elif problem.startswith("size"):
                 self.counts["size_mismatch"] += 1
-                log.warning(f"{path}: {problem}; left out")
+                log.info(f"{path}: {problem}; left out")  # the counts go in the one warning line
             else:
                 self.counts["unreadable_image"] += 1
-                log.warning(f"{path}: {problem}; left out")
+                log.info(f"{path}: {problem}; left out")
         if not records:
             hint = f" (e.g. {first_missing} does not exist)" if first_missing else ""
             raise UserError(

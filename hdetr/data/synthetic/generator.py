@@ -122,8 +122,10 @@ def _plan_split(spec: SyntheticSpec, split: str, count: int, weights: np.ndarray
                 counts[labels[slot]] -= 1
                 labels[slot] = missing.pop()
         # One instance of each category is drawn so that occlusion cannot remove it.
-        _, first = np.unique(labels, return_index=True)
-        forced[first] = True
+        # A random occurrence, not the first: the first ones would crowd the first images.
+        shuffled = rng.permutation(len(labels))
+        _, chosen = np.unique(labels[shuffled], return_index=True)
+        forced[shuffled[chosen]] = True
     bounds = np.concatenate([[0], np.cumsum(sizes)])
     return [list(zip(labels[a:b].tolist(), forced[a:b].tolist())) for a, b in zip(bounds[:-1], bounds[1:])]
 

@@ -1,0 +1,70 @@
+"""What each experiment trains at each scale, and the paper rows it is compared with."""
+from __future__ import annotations
+
+import pytest
+
+from hdetr.errors import UserError
+from hdetr.experiments.report import ComparisonRow
+from hdetr.experiments.scales import ablation_study, scheme_rows, sweep_rows, table_study
+from hdetr.experiments.study import Variant, variant_config
+
+
+def test_coco_table_compares_baseline_and_branch_with_table1():
+    spec = table_study("coco", "cpu", max_minutes=4)
+    assert [v.key for v in spec.variants] == ["baseline", "hybrid_branch"]
+    baseline, branch = (variant_config(spec.base, v, seed=3) for v in spec.variants)
+    assert baseline.model.scheme == "baseline" and branch.model.scheme == "hybrid_branch"
+    assert branch.model.num_queries_one2many > 0 and branch.train.seed == 3
+    assert baseline.data.synthetic and baseline.data.kind == "coco"
+    # 4 minutes over 2 runs, 25 s of each kept for building and evaluation
+    assert baseline.train.max_wall_seconds == pytest.approx(95)
+    assert spec.variants[0].paper["AP"].number == 47.0 and spec.variants[1].paper["AP"].number == 48.7
+    assert spec.reference == spec.variants[0].label
+    with pytest.raises(UserError, match="MAX_MINUTES=0.5"):
+        table_study("coco", "cpu", max_minutes=0.5)
+
+
+def test_lvis_and_paper_scale():
+    spec = table_study("lvis", "smoke")
+    assert spec.base.data.kind == "lvis" and spec.base.model.num_classes == 256
+    assert "APr" in spec.metrics and spec.variants[1].paper["AP"].number == 33.5
+    with pytest.raises(UserError, match="DATA_ROOT"):
+        table_study("coco", "paper")
+    paper = table_study("coco", "paper", data_root="/data/coco")
+    branch = variant_config(paper.base, paper.variants[1], 42)
+    assert paper.base.data.root == "/data/coco" and paper.base.model.scheme == "baseline"
+    assert (branch.model.num_queries_one2many, branch.model.k_one2many) == (1500, 6)
+    with pytest.raises(UserError, match="SCALE='huge'"):
+        table_study("coco", "huge")
+
+
+def test_ablation_variants_and_sweep_points():
+    spec = ablation_study("smoke", sweep_points=["k1", "lambda0.5"])
+    keys = [v.key for v in spec.variants]
+    assert keys == ["baseline", "hybrid_branch", "hybrid_epoch", "hybrid_layer", "k1", "lambda0.5"]
+    configs = {v.key: variant_config(spec.base, v, 0).model for v in spec.variants}
+    assert configs["hybrid_layer"].one2many_layers + configs["hybrid_layer"].one2one_layers == configs["hybrid_layer"].dec_layers
+    assert configs["hybrid_epoch"].num_epochs == variant_config(spec.base, spec.variants[2], 0).train.epochs
+    assert (configs["k1"].k_one2many, configs["k1"].num_queries_one2many) == (1, 10)
+    assert configs["lambda0.5"].lambda_one2many == 0.5
+    assert spec.variants[4].paper == {"AP": 46.4} and spec.variants[5].paper == {"AP": 48.4}
+    assert spec.variants[2].paper["AP"].number == 45.5  # Table 6, hybrid epoch
+    with pytest.raises(UserError, match="sweep point 'x3'"):
+        ablation_study("smoke", sweep_points=["x3"])
+    with pytest.raises(UserError, match="smoke or cpu"):
+        ablation_study("paper")
+
+
+def test_scheme_and_sweep_rows_take_each_tables_paper_numbers():
+    spec = ablation_study("smoke", sweep_points=["k1"])
+    rows = [ComparisonRow(v.label, [{"AP": 0.1}], paper=dict(v.paper)) for v in spec.variants]
+    assert [r.label for r in scheme_rows(spec, rows)] == [v.label for v in spec.variants[:4]]
+    sweeps = sweep_rows(spec, rows)
+    assert [r.label for r in sweeps] == [spec.variants[i].label for i in (0, 1, 4)]
+    # the sweeps' baseline is 47.0 (not Table 6's 43.7); the smoke branch has K=2
+    assert [r.paper["AP"] for r in sweeps] == [47.0, 46.7, 46.4]
+
+
+def test_variant_keys_name_folders():
+    with pytest.raises(ValueError, match="names a folder"):
+        Variant("a/b", "bad")
