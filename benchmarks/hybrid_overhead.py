@@ -84,11 +84,10 @@ def profile_difference(runs, images, mask, targets, rows: int = 15) -> list[dict
     """The operators whose time grows most from the baseline step to the hybrid step."""
     base = profile_ops(*runs["baseline"], images, mask, targets)
     hybrid = profile_ops(*runs["hybrid"], images, mask, targets)
-    table = [
-        {"op": op, "hybrid_ms": ms, "baseline_ms": base.get(op, (0.0, 0))[0], "extra_ms": ms - base.get(op, (0.0, 0))[0],
-         "hybrid_calls": calls}
-        for op, (ms, calls) in hybrid.items()
-    ]
+    table = []
+    for op, (ms, calls) in hybrid.items():
+        base_ms = base.get(op, (0.0, 0))[0]
+        table.append({"op": op, "hybrid_ms": ms, "baseline_ms": base_ms, "extra_ms": ms - base_ms, "hybrid_calls": calls})
     table.sort(key=lambda row: row["extra_ms"], reverse=True)
     print(f"{'operator':50s} {'hybrid ms':>10s} {'baseline ms':>12s} {'extra ms':>10s}")
     for row in table[:rows]:

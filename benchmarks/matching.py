@@ -175,6 +175,8 @@ def main(argv=None):
     paths = {
         "naive_matching": lambda: [naive_match(o, t, config) for o, t in _naive_problems(outputs, targets, config)],
         "batched_matching": lambda: criterion.match(outputs, targets),
+        "naive_matching_loss": lambda: naive_train_hybrid(outputs, targets, config),
+        "batched_matching_loss": lambda: criterion(outputs, targets),
         "naive_matching_loss_backward": lambda: _backward(naive_train_hybrid(outputs, targets, config),
                                                           criterion.weight_dict),
         "batched_matching_loss_backward": lambda: _backward(criterion(outputs, targets), criterion.weight_dict),
@@ -194,14 +196,16 @@ def main(argv=None):
         "repeats": args.repeats,
         "median_seconds": median,
         "ratio_matching": median["naive_matching"] / median["batched_matching"],
+        "ratio_matching_loss": median["naive_matching_loss"] / median["batched_matching_loss"],
         "ratio_matching_loss_backward": median["naive_matching_loss_backward"]
         / median["batched_matching_loss_backward"],
         "max_relative_loss_difference": worst,
-        "target": "ratio >= 3",
+        "target": "every ratio >= 3",
     }
     for name, value in median.items():
         print(f"{name:34s} {value * 1000:9.1f} ms")
     print(f"ratio matching                     {result['ratio_matching']:.2f}x")
+    print(f"ratio matching+loss                {result['ratio_matching_loss']:.2f}x")
     print(f"ratio matching+loss+backward       {result['ratio_matching_loss_backward']:.2f}x")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")

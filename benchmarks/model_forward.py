@@ -7,7 +7,9 @@ runs in a fresh subprocess so its peak RSS is its own:
 - ``train``: train mode, all 1800 queries, group-wise self-attention (this project);
 - ``train_masked``: the same with the official masked (n+T) x (n+T) self-attention,
   for the side-by-side ratio;
-- ``eval``: eval mode under ``torch.no_grad``, the 300 one-to-one queries.
+- ``eval``: eval mode under ``torch.no_grad``, the 300 one-to-one queries;
+- ``self_attention``: one decoder self-attention (forward + backward, 2 x 1800 queries),
+  group-wise and masked alternately in one process: the part the two formulations differ in.
 
     python benchmarks/model_forward.py      # writes reports/bench/model_forward_cpu.json
 """
@@ -26,7 +28,7 @@ from pathlib import Path
 import torch
 
 REPORT = Path(__file__).resolve().parents[1] / "reports" / "bench" / "model_forward_cpu.json"
-CASES = ("train", "train_masked", "eval")
+CASES = ("train", "train_masked", "eval", "self_attention")
 
 
 def _masked_self_attention(layer, tgt, query_pos, group_sizes):
@@ -41,7 +43,33 @@ def _masked_self_attention(layer, tgt, query_pos, group_sizes):
     return layer.self_attn(q, q, tgt, attn_mask=blocked, need_weights=False)[0]
 
 
+def run_self_attention(repeats: int) -> dict:
+    from hdetr.models.deformable_decoder import DeformableTransformerDecoderLayer
+
+    torch.manual_seed(0)
+    layer = DeformableTransformerDecoderLayer(256, 2048, 0.0, 4, 8, 4)
+    groups = [300, 1500]
+    tgt = torch.randn(2, sum(groups), 256, requires_grad=True)
+    pos = torch.randn(2, sum(groups), 256)
+    variants = {"grouped": lambda: layer.group_self_attention(tgt, pos, groups),
+                "masked": lambda: _masked_self_attention(layer, tgt, pos, groups)}
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for i in range(repeats + 1):
+        for name, run in variants.items():  # alternate so machine load hits both alike
+            start = time.perf_counter()
+            run().sum().backward()
+            if i:
+                times[name].append(time.perf_counter() - start)
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    return {"case": "self_attention", "queries": sum(groups), "step_s": times, "median_s": medians,
+            "masked_over_grouped": medians["masked"] / medians["grouped"],
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "threads": torch.get_num_threads()}
+
+
 def run_case(case: str, repeats: int, size: int, backend: str) -> dict:
+    if case == "self_attention":
+        return run_self_attention(max(repeats, 5))
     from hdetr.config.model import hybrid_branch
     from hdetr.models import build_model
     from hdetr.models.deformable_decoder import DeformableTransformerDecoderLayer
@@ -94,11 +122,17 @@ def main(argv: list[str] | None = None) -> int:
             print(done.stderr[-2000:], file=sys.stderr)
             return done.returncode
         results[case] = json.loads(done.stdout.strip().splitlines()[-1])
+        if case == "self_attention":
+            print(f"{case:13s} {results[case]['queries']:5d} queries  forward+backward grouped "
+                  f"{results[case]['median_s']['grouped'] * 1000:.0f} ms, masked "
+                  f"{results[case]['median_s']['masked'] * 1000:.0f} ms")
+            continue
         print(f"{case:13s} {results[case]['queries']:5d} queries  forward {results[case]['forward_median_s']:.2f} s"
               f"  peak RSS {results[case]['peak_rss_mib']:.0f} MiB  ({results[case]['msda_backend']})")
     ratios = {
         "train_masked_over_train_time": results["train_masked"]["forward_median_s"] / results["train"]["forward_median_s"],
         "train_over_eval_time": results["train"]["forward_median_s"] / results["eval"]["forward_median_s"],
+        "self_attention_masked_over_grouped_time": results["self_attention"]["masked_over_grouped"],
     }
     for name, value in ratios.items():
         print(f"{name}: {value:.2f}")

@@ -70,6 +70,10 @@ def read_official_checkpoint(path_or_state_dict: Any) -> tuple[dict[str, torch.T
     if not isinstance(data, dict) or not data:
         raise UserError(f"official checkpoint: {source} holds no state dict (expected a dict of tensors, or "
                         f"one under 'model')")
+    if all(k.startswith("module.") for k in data):  # saved from a DistributedDataParallel wrapper
+        data = {k[len("module."):]: v for k, v in data.items()}
+    # FrozenBatchNorm2d ignores these when loading, in the official code as here
+    data = {k: v for k, v in data.items() if not k.endswith(".num_batches_tracked")}
     if "tgt_embed.weight" in data and "query_embed.weight" not in data:
         # some H-DETR ports call the learned content queries tgt_embed
         data = {("query_embed.weight" if k == "tgt_embed.weight" else k): v for k, v in data.items()}
@@ -276,7 +280,10 @@ def from_official_checkpoint(path_or_state_dict: Any, **overrides: Any) -> HDefo
     (``num_queries_one2one``, ``num_queries_one2many``, ``k_one2many``, ``lambda_one2many``,
     ``look_forward_twice``, ``dropout``, ``topk``, ``nheads``, ``dilation`` ...) for what the
     weights cannot tell. With only the total number of queries known, 300 are one-to-one
-    and the rest one-to-many (a total of 300 or less is the baseline).
+    and the rest one-to-many (a total of 300 or less is the baseline). The number of
+    attention heads cannot be read from the weights: it comes from the checkpoint's args,
+    or ``nheads=...``, or the official default 8. Swin checkpoints use the official Swin key
+    names (``backbone.0.body.layers.N.blocks...``) and are mapped to timm's modules.
     """
     state_dict, args, source = read_official_checkpoint(path_or_state_dict)
     config = infer_config(state_dict, args, overrides, source)

@@ -53,9 +53,6 @@ from hdetr.matching.plan import ENCODER_LAYER, Group, plan
 from hdetr.matching.records import AssignmentRecord
 from hdetr.matching.targets import PaddedTargets, pad_targets
 
-LOSS_NAMES = ("loss_ce", "loss_bbox", "loss_giou")
-
-
 def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float, gamma: float) -> torch.Tensor:
     """Element-wise sigmoid focal loss (Lin et al.), no reduction; logits, targets [...] -> [...]."""
     prob = logits.sigmoid()
@@ -77,7 +74,12 @@ def average_num_boxes(count: int, device: torch.device) -> float:
 
 
 def official_weight_dict(config) -> dict[str, float]:
-    """Weights in the official layout: every key with and without ``_one2many``."""
+    """Weights in the official layout: every key with and without ``_one2many``.
+
+    One deliberate difference: the official dict holds the ``_enc`` keys only when
+    aux_loss is on (with ``--no_aux_loss`` its encoder loss is computed but never
+    counted); here they exist whenever two_stage is on.
+    """
     base = {"loss_ce": config.cls_loss_coef, "loss_bbox": config.bbox_loss_coef, "loss_giou": config.giou_loss_coef}
     weights = dict(base)
     if config.aux_loss:
@@ -122,7 +124,8 @@ class HybridCriterion(nn.Module):
 
     def forward(self, outputs: dict, targets: list[dict], epoch: int = 0, record: bool = False) -> dict:
         """outputs: the model's dict (see hdetr.models); targets: per image ``labels`` [G] and
-        normalised cxcywh ``boxes`` [G, 4]. Returns loss name -> scalar tensor."""
+        normalised cxcywh ``boxes`` [G, 4]; epoch: 0-based, decides the epoch scheme's phase.
+        Returns loss name -> scalar tensor; with ``record`` also fills ``last_assignments``."""
         if "pred_logits" not in outputs or "pred_boxes" not in outputs:
             raise UserError(f"criterion: outputs need 'pred_logits' and 'pred_boxes', got keys {sorted(outputs)}")
         device = outputs["pred_logits"].device
@@ -302,6 +305,31 @@ def _matched_pairs(stack: _StackedGroups, assignments: list[list[Assignment]]) -
     return _Pairs(*flat.unbind(0))
 
 
+class _BackgroundFocalSum(torch.autograd.Function):
+    """Focal loss of every logit scored as background, summed per leading index:
+    [L, ...] -> [L], ``(1 - alpha) * sigmoid(x)^gamma * softplus(x)``.
+
+    Written as one autograd node that keeps only the logits: autograd would keep
+    four full-size intermediates and spend twice the passes on the backward.
+    d/dx [s^gamma * softplus(x)] = s^gamma * (gamma * (1 - s) * softplus(x) + s), s = sigmoid(x).
+    """
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, alpha: float, gamma: float) -> torch.Tensor:
+        ctx.save_for_backward(logits)
+        ctx.alpha, ctx.gamma = alpha, gamma
+        value = logits.sigmoid().pow_(gamma).mul_(F.softplus(logits))
+        return value.flatten(1).sum(1) * (1 - alpha)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (logits,) = ctx.saved_tensors
+        prob = logits.sigmoid()
+        inner = (1 - prob).mul_(F.softplus(logits)).mul_(ctx.gamma).add_(prob)
+        scale = grad.mul(1 - ctx.alpha).view(-1, *([1] * (logits.dim() - 1)))
+        return prob.pow_(ctx.gamma).mul_(inner).mul_(scale), None, None
+
+
 def _focal_loss_per_layer(logits: torch.Tensor, pairs: _Pairs, labels: torch.Tensor, alpha: float,
                           gamma: float) -> torch.Tensor:
     """Sum of the sigmoid focal loss over [L, B, Q, C] logits with one-hot targets at the matched
@@ -312,8 +340,7 @@ def _focal_loss_per_layer(logits: torch.Tensor, pairs: _Pairs, labels: torch.Ten
     for the foreground one. Same value as ``sigmoid_focal_loss`` summed, in a
     third of the dense passes (and of the memory autograd keeps).
     """
-    background = (1 - alpha) * logits.sigmoid().pow(gamma) * F.softplus(logits)
-    per_layer = background.sum((1, 2, 3))
+    per_layer = _BackgroundFocalSum.apply(logits, alpha, gamma)
     matched = logits[pairs.layer, pairs.image, pairs.query, labels]
     prob = matched.sigmoid()
     foreground = alpha * (1 - prob).pow(gamma) * F.softplus(-matched)

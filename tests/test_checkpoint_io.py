@@ -147,3 +147,13 @@ def test_swin_backbone_uses_official_key_names():
     loaded = from_official_checkpoint(state_dict, nheads=4, num_queries_one2one=6, msda_backend="torch")
     assert loaded.config.backbone == "swin_tiny"
     torch.testing.assert_close(_eval_outputs(loaded)["pred_boxes"], _eval_outputs(model)["pred_boxes"])
+
+
+def test_wrapped_and_renamed_state_dicts_load(small_model):
+    state_dict = dict(to_official_state_dict(small_model))
+    state_dict["tgt_embed.weight"] = state_dict.pop("query_embed.weight")
+    state_dict["backbone.0.body.bn1.num_batches_tracked"] = torch.tensor(5)
+    wrapped = {"module." + k: v for k, v in state_dict.items()}
+    loaded = from_official_checkpoint(wrapped, num_queries_one2one=6, msda_backend="torch")
+    assert loaded.config.num_queries_one2many == 12
+    torch.testing.assert_close(loaded.query_embed.weight, small_model.query_embed.weight)

@@ -220,3 +220,12 @@ def test_num_boxes_is_averaged_over_processes(fixture, tmp_path):
     finally:
         dist.destroy_process_group()
     assert_official(losses["loss_bbox"], fixture["loss_dict"]["loss_bbox"])
+
+
+def test_background_focal_gradient_is_exact():
+    from hdetr.losses import _BackgroundFocalSum, sigmoid_focal_loss
+    logits = (torch.randn(2, 3, 4, 5, dtype=torch.float64) * 3).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda x: _BackgroundFocalSum.apply(x, 0.25, 2.0), (logits,))
+    assert torch.autograd.gradcheck(lambda x: _BackgroundFocalSum.apply(x, 0.4, 1.5), (logits,))
+    expected = sigmoid_focal_loss(logits, torch.zeros_like(logits), 0.25, 2.0).flatten(1).sum(1)
+    torch.testing.assert_close(_BackgroundFocalSum.apply(logits, 0.25, 2.0), expected)

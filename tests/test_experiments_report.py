@@ -73,3 +73,26 @@ def test_write_report_keeps_command_scale_and_every_run(tmp_path):
     assert data["rows"][0]["paper"]["AP"] == 47.0
     assert data["rows"][1]["measured"] == [{"AP": 0.29, "AP50": -1.0}]
     assert [6, "APm"] in data["paper_tables"][0]["approx_cells"]
+
+
+def test_comparison_figure_reads_the_runs_logs(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from hdetr.experiments.figures import comparison_figure
+
+    run = tmp_path / "baseline" / "seed0"
+    run.mkdir(parents=True)
+    lines = [{"type": "train", "step": s, "loss_giou": 1.0 / s} for s in (1, 2, 3)] + [{"type": "eval", "step": 3}]
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(line) for line in lines))
+    rows = _rows()
+    rows[0].details = [{"seed": 0, "run_dir": str(run)}, {"seed": 1, "run_dir": str(tmp_path / "missing")}]
+    rows[1].details = [{"seed": 0, "run_dir": str(tmp_path / "missing")}]
+    fig = comparison_figure(rows, metric="AP", title="t", scale="smoke")
+    measured, paper, loss = fig.axes
+    assert [p.get_height() for p in measured.patches] == pytest.approx([31.0, 29.0])
+    assert [p.get_height() for p in paper.patches] == pytest.approx([47.0, 48.7])
+    assert len(loss.lines) == 1 and list(loss.lines[0].get_ydata()) == pytest.approx([1.0, 0.5, 1 / 3])
+    plt.close(fig)

@@ -145,3 +145,20 @@ def test_all_targets_empty():
     result = HungarianMatcher(CostWeights()).match([MatchProblem(logits, boxes, targets, repeat_k=3)])[0]
     assert all(len(a.query_indices) == 0 for per_image in result for a in per_image)
     assert np.all([a.target_indices.dtype == torch.int64 for a in result[0]])
+
+
+def test_single_layer_call_takes_official_style_targets_and_unpacks_like_tuples():
+    gen = torch.Generator().manual_seed(4)
+    targets = _random_targets(gen, [2, 3], 6)
+    logits, boxes = _random_predictions(gen, 1, 2, 8, 6)
+    matcher = HungarianMatcher(CostWeights())
+    result = matcher({"pred_logits": logits[0], "pred_boxes": boxes[0]}, targets)
+    expected = _official_style_match(logits[0], boxes[0], targets, CostWeights())
+    for (queries, target_indices), (rows, cols) in zip(result, expected):
+        assert queries.tolist() == rows.tolist() and target_indices.tolist() == cols.tolist()
+
+
+def test_all_zero_cost_weights_are_rejected():
+    from hdetr.config.base import ConfigError
+    with pytest.raises(ConfigError, match="cannot all be 0"):
+        CostWeights(0.0, 0.0, 0.0)

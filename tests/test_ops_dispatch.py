@@ -158,6 +158,28 @@ def test_unsupported_dtype_uses_reference_under_auto_and_fails_explicitly():
         select_backend("cpu", torch.bfloat16, "cpu")
 
 
+@pytest.mark.parametrize("backend", ["torch", "auto"])
+def test_autocast_runs_in_float32_like_the_official_op(backend):
+    inputs = random_msda_inputs(dtype=torch.float32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = multi_scale_deformable_attention(inputs.value.bfloat16(), inputs.spatial_shapes,
+                                               inputs.level_start_index, inputs.sampling_locations,
+                                               inputs.attention_weights.bfloat16(), backend=backend)
+    assert out.dtype == torch.float32
+    expected = ms_deform_attn_reference(inputs.value.bfloat16().float(), inputs.spatial_shapes,
+                                        inputs.sampling_locations, inputs.attention_weights.bfloat16().float())
+    torch.testing.assert_close(out, expected, atol=2e-5, rtol=1e-4)
+
+
+def test_fallback_warning_points_at_the_caller(fresh_op_state, monkeypatch):
+    monkeypatch.setattr(dispatch, "load_extension", lambda kind: None)
+    monkeypatch.setattr(dispatch, "unavailable_reason", lambda kind: "simulated")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        call(random_msda_inputs())
+    assert [w.filename for w in caught if issubclass(w.category, MSDAFallbackWarning)] == [__file__]
+
+
 def test_backend_device_mismatch_and_unknown_backend_are_rejected():
     with pytest.raises(MSDABackendError, match="backend='cuda' needs CUDA tensors, got tensors on cpu"):
         select_backend("cpu", torch.float32, "cuda")

@@ -2,6 +2,7 @@
 // The inner loops live in msda_kernels_impl.h, compiled per instruction set.
 //
 // Forward parallelises over (n, q, m): each task owns one output row of D.
+// Chunks of work go to whichever thread is free (parallel_dynamic).
 // Backward must scatter-add into grad_value from every query; tasks are
 // (head, query-chunk) pairs, and each query-chunk writes its own copy of
 // grad_value, so no two tasks ever write the same memory. Copies beyond the
@@ -56,6 +57,30 @@ BackwardHead<double> backward_kernel<double>(const KernelTable& table) { return 
 // Below this many multiply-adds a task list runs on the calling thread:
 // waking the thread pool would cost more than the work.
 constexpr int64_t kSerialWork = 1 << 15;
+// Chunks per thread in the forward: enough for late threads to catch up.
+constexpr int64_t kChunksPerThread = 8;
+
+// Runs body(begin, end) over [0, items) in chunks of `chunk` handed out first
+// come, first served. With at::parallel_for's fixed split, a thread that the
+// OS deschedules (other processes, data-loader workers on the same cores)
+// holds back a whole share of the work; here it holds back one chunk.
+template <typename Body>
+void parallel_dynamic(int64_t items, int64_t chunk, bool serial, const Body& body) {
+  if (items <= 0) return;
+  const int64_t threads = at::get_num_threads();
+  if (serial || threads == 1 || items <= chunk) {
+    body(0, items);
+    return;
+  }
+  const int64_t num_chunks = (items + chunk - 1) / chunk;
+  std::atomic<int64_t> next{0};
+  at::parallel_for(0, std::min(threads, num_chunks), 1, [&](int64_t, int64_t) {
+    for (int64_t c = next.fetch_add(1, std::memory_order_relaxed); c < num_chunks;
+         c = next.fetch_add(1, std::memory_order_relaxed)) {
+      body(c * chunk, std::min(items, (c + 1) * chunk));
+    }
+  });
+}
 
 struct CheckedInputs {
   Problem problem;
@@ -129,7 +154,9 @@ at::Tensor ms_deform_attn_cpu_forward(const at::Tensor& value, const at::Tensor&
   auto out = at::zeros({pb.batch, pb.queries, pb.heads, pb.channels}, in.value.options());
   const int64_t rows = pb.batch * pb.queries * pb.heads;
   const int64_t work_per_row = std::max<int64_t>(1, pb.levels * pb.points * 4 * pb.channels);
-  const int64_t grain = std::max<int64_t>(1, kSerialWork / work_per_row);
+  const int64_t min_rows = std::max<int64_t>(1, kSerialWork / work_per_row);
+  const int64_t threads = at::get_num_threads();
+  const int64_t chunk = std::max(min_rows, (rows + threads * kChunksPerThread - 1) / (threads * kChunksPerThread));
   AT_DISPATCH_FLOATING_TYPES(in.value.scalar_type(), "hdetr_msda_cpu_forward", [&] {
     const scalar_t* v = in.value.data_ptr<scalar_t>();
     const int64_t* shapes = in.shapes.data_ptr<int64_t>();
@@ -138,7 +165,7 @@ at::Tensor ms_deform_attn_cpu_forward(const at::Tensor& value, const at::Tensor&
     const scalar_t* attn = in.weights.data_ptr<scalar_t>();
     scalar_t* o = out.data_ptr<scalar_t>();
     const ForwardRows<scalar_t> kernel = forward_kernel<scalar_t>(active_kernels());
-    at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
+    parallel_dynamic(rows, chunk, rows <= min_rows, [&](int64_t begin, int64_t end) {
       kernel(pb, v, shapes, starts, loc, attn, o, begin, end);
     });
   });
@@ -190,7 +217,7 @@ std::vector<at::Tensor> ms_deform_attn_cpu_backward(const at::Tensor& value, con
     scalar_t* ga = grad_weights.data_ptr<scalar_t>();
     const int64_t copy_numel = in.value.numel();
     const BackwardHead<scalar_t> kernel = backward_kernel<scalar_t>(active_kernels());
-    at::parallel_for(0, tasks, serial ? tasks : 1, [&](int64_t begin, int64_t end) {
+    parallel_dynamic(tasks, 1, serial, [&](int64_t begin, int64_t end) {
       for (int64_t t = begin; t < end; ++t) {
         const int64_t head = t % heads_total;
         const int64_t chunk = t / heads_total;

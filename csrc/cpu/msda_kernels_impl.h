@@ -67,8 +67,8 @@ static inline Footprint<scalar_t> bilinear_footprint(scalar_t loc_x, scalar_t lo
 
 template <typename scalar_t>
 static void forward_rows(const Problem& pb, const scalar_t* value, const int64_t* shapes, const int64_t* starts,
-                  const scalar_t* locations, const scalar_t* weights, scalar_t* out, int64_t begin,
-                  int64_t end) {
+                         const scalar_t* locations, const scalar_t* weights, scalar_t* out, int64_t begin,
+                         int64_t end) {
   const int64_t D = pb.channels;
   const int64_t stride = pb.heads * pb.channels;
   const int64_t samples = pb.levels * pb.points;
@@ -120,9 +120,9 @@ static void forward_rows(const Problem& pb, const scalar_t* value, const int64_t
 // is the [N, S, M, D] buffer this query-chunk owns.
 template <typename scalar_t>
 static void backward_head(const Problem& pb, const scalar_t* value, const int64_t* shapes, const int64_t* starts,
-                   const scalar_t* locations, const scalar_t* weights, const scalar_t* grad_out,
-                   scalar_t* grad_value_copy, scalar_t* grad_locations, scalar_t* grad_weights, int64_t n,
-                   int64_t m, int64_t q_begin, int64_t q_end) {
+                          const scalar_t* locations, const scalar_t* weights, const scalar_t* grad_out,
+                          scalar_t* grad_value_copy, scalar_t* grad_locations, scalar_t* grad_weights, int64_t n,
+                          int64_t m, int64_t q_begin, int64_t q_end) {
   const int64_t D = pb.channels;
   const int64_t stride = pb.heads * pb.channels;
   const int64_t samples = pb.levels * pb.points;

@@ -8,6 +8,7 @@ reports/demo/ (table.md, loss_curve.png, ap_curve.png, results.json, command.txt
 from __future__ import annotations
 
 import argparse
+import shlex
 
 DEFAULT_REPORT_DIR = "reports/demo"
 
@@ -30,5 +31,20 @@ def run(args: argparse.Namespace) -> int:
 
     run_demo(args.report_dir, args.work_dir, max_iters=args.max_iters,
              max_wall_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes,
-             seed=args.seed, overrides=args.overrides)
+             seed=args.seed, overrides=args.overrides, command=_command_line(args))
     return 0
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    """The command as typed, rebuilt from the parsed arguments (recorded in the report)."""
+    parts = ["hdetr", "demo"]
+    if args.report_dir != DEFAULT_REPORT_DIR:
+        parts += ["--report-dir", args.report_dir]
+    if args.work_dir != "runs/demo":
+        parts += ["--work-dir", args.work_dir]
+    for flag, value in (("--max-iters", args.max_iters), ("--max-minutes", args.max_minutes), ("--seed", args.seed)):
+        if value is not None:
+            parts += [flag, str(value)]
+    for override in args.overrides:
+        parts += ["--set", override]
+    return " ".join(shlex.quote(p) for p in parts)

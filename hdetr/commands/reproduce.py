@@ -32,6 +32,9 @@ def run(args: argparse.Namespace) -> int:
     from hdetr.experiments.runner import EXPERIMENTS, run_experiment
 
     parameters = dict(_parse_parameter(p) for p in args.param)
+    if args.experiment == "all" and args.scale == "paper":
+        raise UserError("at paper scale run `hdetr reproduce coco` and `hdetr reproduce lvis` one by one, each "
+                        "with -p DATA_ROOT=<its dataset>")
     names = list(EXPERIMENTS) if args.experiment == "all" else [args.experiment]
     for name in names:
         start = time.time()

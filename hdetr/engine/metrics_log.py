@@ -6,9 +6,15 @@ One JSON object per line, appended and flushed as it happens::
      "lr": 0.0002, "lr_backbone": 2e-05, "grad_norm": 3.2, "images_per_s": 14.2, "time": 12.5}
     {"type": "eval", "epoch": 0, "iter": 99, "step": 100, "AP": 0.12, "AP50": 0.31, ..., "time": 40.2}
 
-``epoch`` is 0-based, ``iter`` the batch index within the epoch, ``step`` the number of
-optimiser steps done, ``time`` seconds since the run (first) started. Train rows
-average the ``log_every_iters`` steps since the previous row (over all processes).
+Train rows: ``epoch`` is the 0-based epoch, ``iter`` the batch index within it, ``step``
+the number of optimiser steps done; the loss terms (official names, unweighted; ``loss``
+is the weighted total that is optimised) average the ``log_every_iters`` steps since
+the previous row over all processes; ``lr`` is the main group's rate, ``lr_backbone`` /
+``lr_linear_proj`` the others'. Eval rows: the state after ``step`` steps, ``epoch``
+epochs and ``iter`` batches of the next one (``iter`` 0 at epoch ends); AP values are
+fractions (0.487 = 48.7 AP), -1 where COCO has no such objects. ``time`` is seconds
+since the run first started (resumes continue the count); an ``error`` row records why
+a run stopped early (a non-finite loss).
 """
 from __future__ import annotations
 

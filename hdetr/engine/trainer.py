@@ -17,6 +17,7 @@ gradients, so N processes take the same steps as one process with N times the ba
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -213,8 +214,7 @@ class Trainer:
         p = self.progress
         images = [img.to(self.device, non_blocking=True) for img in images]
         targets = _to_device(targets, self.device)
-        use_amp = self.tc.amp and self.device.type == "cuda"
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
+        with self._autocast():
             outputs = self.ddp_model(images)
         loss_dict = self.criterion(_float32(outputs), targets, epoch=p.epoch)
         weights = self.criterion.weight_dict
@@ -235,6 +235,12 @@ class Trainer:
         self.optimizer.step()
         logged["grad_norm"] = float(grad_norm)
         return logged
+
+    def _autocast(self):
+        """bf16 autocast on CUDA (no loss scaling needed for bf16); plain float32 elsewhere."""
+        if self.tc.amp and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     def _diverged(self, terms: str, what: str) -> None:
         p = self.progress

@@ -6,6 +6,7 @@
   measured numbers (mean and spread over seeds) beside the paper's in markdown + JSON.
 - ``hdetr.experiments.scales``: what "smoke", "cpu" and "paper" scale mean for each table.
 - ``hdetr.experiments.study``: train and evaluate a list of variants (``run_study``).
+- ``hdetr.experiments.figures``: measured vs paper bar charts and training curves.
 - ``hdetr.experiments.runner``: execute the experiment notebooks with papermill
   (``hdetr reproduce``), never overwriting a finished report with a failed run.
 """

@@ -10,11 +10,13 @@ from hdetr.experiments.study import curves
 
 
 def comparison_figure(rows: Sequence[ComparisonRow], *, metric: str = "AP", title: str = "",
-                      scale: str = "", loss_key: str = "loss"):
+                      scale: str = "", loss_key: str = "loss_giou"):
     """Three panels: measured ``metric`` (bar = mean, dots = runs), the paper's, and ``loss_key`` vs step.
 
     Measured and paper values are in percent. The loss panel reads each run's
     metrics.jsonl (first run of each variant); it is left empty when there are none.
+    The default, the last layer's one-to-one GIoU loss, is comparable across schemes
+    (the total loss is not: it includes the one-to-many terms).
     Returns the matplotlib Figure.
     """
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
@@ -39,11 +41,12 @@ def comparison_figure(rows: Sequence[ComparisonRow], *, metric: str = "AP", titl
         ax.set_xticks(list(positions), labels, rotation=25, ha="right", fontsize=7)
         ax.set_ylabel(f"{metric} (%)", fontsize=8)
         ax.set_title(name, fontsize=9)
+    measured_ax.set_ylim(bottom=0)
     paper_values = [paper_number(r.paper.get(metric)) for r in rows]
     paper_values = [v for v in paper_values if v is not None]
     if paper_values:  # zoom so the paper's (small) differences are visible
         paper_ax.set_ylim(min(paper_values) - 3, max(paper_values) + 1.5)
-    loss_ax.set_title(f"training {loss_key} (first run of each variant)", fontsize=9)
+    loss_ax.set_title(f"training {loss_key}, one-to-one (first run of each variant)", fontsize=9)
     loss_ax.set_xlabel("step", fontsize=8)
     if loss_ax.lines:
         loss_ax.legend(fontsize=7)

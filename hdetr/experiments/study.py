@@ -69,6 +69,7 @@ def run_study(base: ExperimentConfig, variants: Sequence[Variant], seeds: Sequen
             metrics = {k: float(v) for k, v in (result.get("metrics") or {}).items() if isinstance(v, (int, float))}
             measured.append(metrics)
             details.append({"seed": seed, "steps": result.get("global_step"),
+                            "last_loss_giou": _last_train_value(out, "loss_giou"),
                             "train_seconds": result.get("train_seconds"), "stopped_by": result.get("stopped_by"),
                             "wall_seconds": round(time.perf_counter() - start, 1), "run_dir": str(out)})
             log(f"[{variant.key} seed {seed}] AP {100 * metrics.get('AP', float('nan')):.1f} after "
@@ -76,6 +77,14 @@ def run_study(base: ExperimentConfig, variants: Sequence[Variant], seeds: Sequen
         rows.append(ComparisonRow(label=variant.label, measured=measured, paper=dict(variant.paper),
                                   paper_source=variant.paper_source, details=details))
     return rows
+
+
+def _last_train_value(run_dir: Path, key: str) -> float | None:
+    """``key`` of the last train row of a run's metrics.jsonl (the one-to-one loss at the end), or None."""
+    from hdetr.engine import read_metrics
+
+    rows = [r for r in read_metrics(run_dir) if r.get("type") == "train" and key in r]
+    return round(float(rows[-1][key]), 4) if rows else None
 
 
 def curves(row: ComparisonRow, key: str, kind: str = "train") -> list[tuple[list[int], list[float]]]:

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
+from hdetr.config.base import ConfigError
+
 
 _LOG_EPS = 1e-8
 
@@ -32,7 +34,8 @@ class CostWeights:
 
     def __post_init__(self) -> None:
         if self.cost_class == 0 and self.cost_bbox == 0 and self.cost_giou == 0:
-            raise ValueError("CostWeights: set_cost_class, set_cost_bbox and set_cost_giou cannot all be 0")
+            raise ConfigError("ModelConfig: set_cost_class, set_cost_bbox and set_cost_giou cannot all be 0 "
+                              "(the matcher would have nothing to match on)")
 
 
 def class_cost(prob: torch.Tensor, alpha: float, gamma: float) -> torch.Tensor:

@@ -13,6 +13,7 @@ the host in a single transfer and scipy's ``linear_sum_assignment`` solves each
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -20,7 +21,7 @@ from scipy.optimize import linear_sum_assignment
 
 from hdetr.errors import UserError
 from hdetr.matching.costs import CostWeights, cost_matrix
-from hdetr.matching.targets import PaddedTargets
+from hdetr.matching.targets import PaddedTargets, pad_targets
 
 
 @dataclass(frozen=True)
@@ -39,10 +40,10 @@ class MatchProblem:
     name: str = "predictions"
 
 
-@dataclass(frozen=True)
-class Assignment:
+class Assignment(NamedTuple):
     """Matches of one image at one layer: query_indices [P] and target_indices [P] (into the
-    K-times repeated target list; target j is copy j // G of original target j % G)."""
+    K-times repeated target list; target j is copy j // G of original target j % G).
+    Unpacks like the official matcher's ``(index_i, index_j)`` tuples."""
 
     query_indices: torch.Tensor
     target_indices: torch.Tensor
@@ -97,9 +98,13 @@ class HungarianMatcher:
             ])
         return results
 
-    def __call__(self, outputs: dict, targets: PaddedTargets, repeat_k: int = 1) -> list[Assignment]:
-        """Match one layer, as the official matcher: outputs has pred_logits [B, Q, C] and pred_boxes [B, Q, 4]."""
-        problem = MatchProblem(outputs["pred_logits"][None], outputs["pred_boxes"][None], targets, repeat_k)
+    def __call__(self, outputs: dict, targets: list[dict] | PaddedTargets, repeat_k: int = 1) -> list[Assignment]:
+        """Match one layer, as the official matcher: outputs has pred_logits [B, Q, C] and pred_boxes
+        [B, Q, 4]; targets: per image ``labels`` [G] and ``boxes`` [G, 4] (or already padded)."""
+        logits = outputs["pred_logits"]
+        if not isinstance(targets, PaddedTargets):
+            targets = pad_targets(targets, logits.shape[-1], logits.device)
+        problem = MatchProblem(logits[None], outputs["pred_boxes"][None], targets, repeat_k)
         return self.match([problem])[0][0]
 
     def _solve(self, matrix: np.ndarray, problem: MatchProblem, layer: int, image: int) -> Assignment:

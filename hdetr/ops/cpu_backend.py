@@ -8,6 +8,11 @@ compiles ``csrc/bind_cpu.cpp`` and ``csrc/cpu/*.cpp`` with
 ``cpp_extension.load`` holds a file lock inside that folder while it builds,
 so several processes starting at once (DDP) build it once and share it.
 
+The inner loops are compiled twice, for any x86-64/other CPU and for AVX2 +
+FMA (GCC on x86-64), and the extension picks one at run time from the CPU's
+flags; ``HDETR_MSDA_CPU_ISA=generic`` forces the portable loops, and the
+module's ``kernel_isa()`` / ``set_kernel_isa(name)`` report and switch them.
+
 A failed build (no compiler, compiler error) never raises here: the loader
 returns ``None`` and :func:`cpu_unavailable_reason` says why.
 """
@@ -45,7 +50,7 @@ def source_dir() -> Path:
 
 
 def cpu_sources(root: Path | None = None) -> list[Path]:
-    """Binding file first, then every C++ file of ``csrc/cpu``."""
+    """Binding file first, then every C++ file of ``csrc/cpu`` (entry points and one file per instruction set)."""
     root = source_dir() if root is None else Path(root)
     return [root / "bind_cpu.cpp", *sorted((root / "cpu").glob("*.cpp"))]
 

@@ -120,7 +120,7 @@ def _warn_fallback_once(reason: str) -> None:
     warnings.warn(
         f"multi_scale_deformable_attention: using the PyTorch reference (slower, more memory) because {reason}",
         MSDAFallbackWarning,
-        stacklevel=3,
+        stacklevel=4,  # the caller of multi_scale_deformable_attention
     )
 
 
@@ -151,8 +151,22 @@ def multi_scale_deformable_attention(
         backend: "auto" | "torch" | "cpu" | "cuda" (see module docstring).
 
     Returns:
-        [N, Lq, M * D].
+        [N, Lq, M * D], of value's dtype; float32 when autocast is on for value's
+        device (inputs are cast to float32 first, as the official op does under AMP).
     """
+    device_type = value.device.type if isinstance(value, torch.Tensor) else "cpu"
+    if device_type in ("cpu", "cuda") and torch.is_autocast_enabled(device_type):
+        # As the official op under AMP: float32 in, float32 out, whatever
+        # mixture of half and float the projections produced.
+        value, sampling_locations, attention_weights = (
+            t.float() if isinstance(t, torch.Tensor) and t.is_floating_point() else t
+            for t in (value, sampling_locations, attention_weights))
+        with torch.autocast(device_type, enabled=False):
+            return _run(value, spatial_shapes, level_start_index, sampling_locations, attention_weights, backend)
+    return _run(value, spatial_shapes, level_start_index, sampling_locations, attention_weights, backend)
+
+
+def _run(value, spatial_shapes, level_start_index, sampling_locations, attention_weights, backend):
     check_msda_inputs(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
     choice = select_backend(value.device, value.dtype, backend)
     if choice.fallback_reason:
