@@ -186,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--patterns", nargs="+", choices=("local", "uniform"), default=["local", "uniform"])
     parser.add_argument("--quick", action="store_true", help="small shapes: checks the script, not the speed")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     parser.add_argument("--output", default="reports/bench/msda_cpu.json")
     parser.add_argument("--measure-memory", nargs=4, metavar=("CASE", "PATTERN", "BACKEND", "MODE"),
                         help=argparse.SUPPRESS)
@@ -220,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
                              for b, t in times.items()}
                 row[mode]["speedup"] = row[mode]["torch"]["median_s"] / row[mode]["cpu"]["median_s"]
                 for backend in BACKENDS:
-                    row[mode][backend]["peak_rss_growth_bytes"] = peak_memory_in_subprocess(
+                    row[mode][backend]["peak_rss_growth_bytes"] = 0 if args.no_memory else peak_memory_in_subprocess(
                         case, pattern, backend, mode, args.quick, args.threads)
                 cpu_bytes = max(row[mode]["cpu"]["peak_rss_growth_bytes"], 1)
                 row[mode]["memory_ratio"] = row[mode]["torch"]["peak_rss_growth_bytes"] / cpu_bytes
@@ -240,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_info(),
         "load_average_before": load_before,
         "load_average_after": load_after,
+        "memory_measured": not args.no_memory,
         "memory_method": ("peak RSS growth during the call: VmHWM (reset via /proc/self/clear_refs) minus VmRSS "
                           "before it, in a fresh subprocess per measurement"),
         "cases": rows,

@@ -70,18 +70,19 @@ def _weights(out):
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_ends_with_identical_weights(tiny_data, tmp_path):
     overrides = _overrides(tiny_data, "train.checkpoint_every_iters=2")
-    straight = _train_cli(tmp_path / "straight", overrides)
-    assert straight.returncode == 0, straight.stderr[-2000:]
-
     killed_dir, marker = tmp_path / "killed", tmp_path / "marker"
     args = [a for o in overrides for a in ("--set", o)]
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(marker), "train", "--preset", "synthetic_tiny",
-                             "--output-dir", str(killed_dir), *args], env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "killed.log"
+    with open(log, "w") as log_file:
+        proc = subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(marker), "train", "--preset", "synthetic_tiny",
+                                 "--output-dir", str(killed_dir), *args], env=ENV,
+                                stdout=log_file, stderr=subprocess.STDOUT)
     try:
+        straight = _train_cli(tmp_path / "straight", overrides)  # meanwhile, the uninterrupted run
+        assert straight.returncode == 0, straight.stderr[-2000:]
         deadline = time.monotonic() + 300
         while not marker.exists():
-            assert proc.poll() is None, proc.stderr.read()[-2000:]
+            assert proc.poll() is None, log.read_text()[-2000:]
             assert time.monotonic() < deadline
             time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)

@@ -1,7 +1,13 @@
 """The C++ CPU kernel of multi-scale deformable attention against the PyTorch reference."""
 from __future__ import annotations
 
+import importlib.util
+import json
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -181,3 +187,22 @@ def test_unknown_instruction_set_is_rejected(cpu_extension):
     with pytest.raises(RuntimeError, match="unknown instruction set 'sse9'"):
         cpu_extension.set_kernel_isa("sse9")
     assert cpu_extension.kernel_isa() in ("generic", "avx2")
+
+
+def test_benchmark_script_runs_and_writes_its_report(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "msda.py"
+    output = tmp_path / "msda_cpu.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, str(script), "--quick", "--repeats", "1", "--warmup", "0", "--patterns",
+                             "local", "--no-memory", "--output", str(output)], capture_output=True, text=True,
+                            env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(output.read_text())
+    assert report["command"].startswith("python ") and "--quick" in report["command"]
+    assert [c["case"] for c in report["cases"]] == ["encoder", "decoder"]
+    assert report["cases"][0]["forward_backward"]["speedup"] > 0
+    # The memory probe itself, in this process, on the smallest case.
+    spec = importlib.util.spec_from_file_location("msda_benchmark", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.measure_peak_memory("decoder", "local", "cpu", "forward_backward", quick=True, threads=1) >= 0

@@ -174,3 +174,33 @@ def test_explorer_controls_update_figure_and_table(scene):
     with pytest.raises(UserError, match="query=99"):
         explorer.select(query=99)
     assert explorer.widget.children[-1] is explorer._table
+
+
+@pytest.mark.parametrize("scheme", ["hybrid_branch", "hybrid_layer"])
+def test_views_of_a_real_criterion_step(scheme):
+    from hdetr import build_criterion, build_model
+    from hdetr.config.model import ModelConfig
+
+    torch.manual_seed(0)
+    queries = dict(num_queries_one2one=8, num_queries_one2many=12) if scheme == "hybrid_branch" else \
+        dict(num_queries_one2one=16, num_queries_one2many=0, one2many_layers=1, one2one_layers=1)
+    config = ModelConfig(backbone="resnet18", freeze_stem=False, num_classes=4, hidden_dim=32, nheads=2,
+                         enc_layers=1, dec_layers=2, dim_feedforward=32, num_feature_levels=3, enc_n_points=1,
+                         dec_n_points=1, scheme=scheme, k_one2many=2, topk=8, **queries)
+    model, criterion = build_model(config).train(), build_criterion(config)
+    image = torch.randn(3, 64, 80)
+    target = {"labels": torch.tensor([1, 2, 3]),
+              "boxes": torch.tensor([[0.3, 0.3, 0.2, 0.2], [0.6, 0.6, 0.3, 0.2], [0.5, 0.2, 0.2, 0.1]])}
+    outputs = model([image])
+    criterion(outputs, [target], record=True)
+    records = criterion.last_assignments
+    # the one-to-many layer (branch: every layer; layer scheme: layer 0) shows G targets, G one-to-one, K x G
+    ax = draw_assignments(image, target, records, outputs, layer=0)
+    groups = [p.get_gid().split(":")[0] for p in ax.patches]
+    expected_one2one = 3 if scheme == "hybrid_branch" else 0
+    assert groups.count("gt") == 3 and groups.count("one2one") == expected_one2one and groups.count("one2many") == 6
+    (boxes,) = matched_boxes(select_records(records, layer=0, group="one2many"), outputs)
+    assert boxes.shape == (6, 4)
+    fig = assignment_figure(image, target, records, outputs, layer=1)
+    assert [t.name for t in fig.data][:3] == ["image", "ground truth", "one2one"]
+    plt.close("all")
