@@ -69,7 +69,8 @@ def _weights(out):
 
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_ends_with_identical_weights(tiny_data, tmp_path):
-    overrides = _overrides(tiny_data, "train.checkpoint_every_iters=2")
+    # train rows average 3 steps: the row at step 3 spans the checkpoint at step 2
+    overrides = _overrides(tiny_data, "train.checkpoint_every_iters=2", "train.log_every_iters=3")
     killed_dir, marker = tmp_path / "killed", tmp_path / "marker"
     args = [a for o in overrides for a in ("--set", o)]
     log = tmp_path / "killed.log"
@@ -100,8 +101,10 @@ def test_sigkill_mid_epoch_then_resume_ends_with_identical_weights(tiny_data, tm
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])][:5]
     rows_a = [r for r in read_metrics(tmp_path / "straight") if r["type"] == "train"]
     rows_b = [r for r in read_metrics(killed_dir) if r["type"] == "train"]
-    assert [r["step"] for r in rows_b] == [r["step"] for r in rows_a] == list(range(1, 9))
+    assert [r["step"] for r in rows_b] == [r["step"] for r in rows_a] == [3, 4, 6, 8]  # and at epoch ends
     assert [r["loss"] for r in rows_b] == [r["loss"] for r in rows_a]
+    assert [r["AP"] for r in read_metrics(killed_dir) if r["type"] == "eval"] == [
+        r["AP"] for r in read_metrics(tmp_path / "straight") if r["type"] == "eval"]
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ from hdetr.errors import UserError
 from hdetr.experiments.report import ComparisonRow
 from hdetr.experiments.scales import ablation_study, scheme_rows, sweep_rows, table_study
 from hdetr.experiments.study import Variant, variant_config
+from hdetr.matching.plan import one2many_epochs
 
 
 def test_coco_table_compares_baseline_and_branch_with_table1():
@@ -45,6 +46,7 @@ def test_ablation_variants_and_sweep_points():
     configs = {v.key: variant_config(spec.base, v, 0).model for v in spec.variants}
     assert configs["hybrid_layer"].one2many_layers + configs["hybrid_layer"].one2one_layers == configs["hybrid_layer"].dec_layers
     assert configs["hybrid_epoch"].num_epochs == variant_config(spec.base, spec.variants[2], 0).train.epochs
+    assert one2many_epochs(configs["hybrid_epoch"]) == 2  # 2 of the 3 epochs one-to-many, the last one-to-one
     assert (configs["k1"].k_one2many, configs["k1"].num_queries_one2many) == (1, 10)
     assert configs["lambda0.5"].lambda_one2many == 0.5
     assert spec.variants[4].paper == {"AP": 46.4} and spec.variants[5].paper == {"AP": 48.4}

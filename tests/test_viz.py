@@ -110,8 +110,12 @@ def test_draw_assignments_draws_gt_and_each_group(scene):
     x0, y0, x1, y1 = boxes_to_pixels(outputs["pred_boxes"][0, 2], 40, 60)[0]
     patch = ax.patches[2]
     assert patch.get_xy() == pytest.approx((x0, y0)) and patch.get_width() == pytest.approx(x1 - x0)
-    only = draw_assignments(images[0], targets[0], records, outputs, layer=-1, groups=("one2one",))
-    assert len(only.patches) == 2 + 2
+    assert len(ax.lines) == 6  # one connector per matched query
+    # query 2 was matched to target 0: its connector ends at target 0's centre
+    gt_x0, gt_y0, gt_x1, gt_y1 = boxes_to_pixels(targets[0]["boxes"][0], 40, 60)[0]
+    assert ax.lines[0].get_xydata()[1].tolist() == pytest.approx([(gt_x0 + gt_x1) / 2, (gt_y0 + gt_y1) / 2])
+    only = draw_assignments(images[0], targets[0], records, outputs, layer=-1, groups=("one2one",), connect=False)
+    assert len(only.patches) == 2 + 2 and not only.lines
     plt.close("all")
 
 

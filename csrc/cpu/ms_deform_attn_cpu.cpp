@@ -1,7 +1,9 @@
 // Multi-scale deformable attention on the CPU: checks, allocation, threading.
 // The inner loops live in msda_kernels_impl.h, compiled per instruction set.
 //
-// Forward parallelises over (n, q, m): each task owns one output row of D.
+// The loops run on head-major copies ([N, M, ...], see heads_first), where
+// the heads are part of the batch.
+// Forward parallelises over (n, m, q): each task owns one output row of D.
 // Chunks of work go to whichever thread is free (parallel_dynamic).
 // Backward must scatter-add into grad_value from every query; tasks are
 // (head, query-chunk) pairs, and each query-chunk writes its own copy of
@@ -82,6 +84,19 @@ void parallel_dynamic(int64_t items, int64_t chunk, bool serial, const Body& bod
   });
 }
 
+// [N, A, M, ...] -> [N, M, A, ...], contiguous: the rows of one head become
+// consecutive. In the [N, S, M, D] layout a head's rows sit M * D apart, a
+// power-of-two stride that maps them onto a few cache sets; the loops ran
+// about twice as fast on head-major copies (heads folded into the batch).
+at::Tensor heads_first(const at::Tensor& t) { return t.transpose(1, 2).contiguous(); }
+// [N, M, A, ...] -> [N, A, M, ...], contiguous.
+at::Tensor heads_back(const at::Tensor& t) { return t.transpose(1, 2).contiguous(); }
+
+// The same problem with the M heads folded into the batch (layout [N * M, ..., 1, ...]).
+Problem heads_as_batch(const Problem& pb) {
+  return Problem{pb.batch * pb.heads, pb.spatial, 1, pb.channels, pb.queries, pb.levels, pb.points};
+}
+
 struct CheckedInputs {
   Problem problem;
   at::Tensor value, shapes, starts, locations, weights;
@@ -151,25 +166,29 @@ at::Tensor ms_deform_attn_cpu_forward(const at::Tensor& value, const at::Tensor&
                                       const at::Tensor& attention_weights) {
   auto in = check_inputs(value, spatial_shapes, level_start_index, sampling_locations, attention_weights);
   const Problem& pb = in.problem;
-  auto out = at::zeros({pb.batch, pb.queries, pb.heads, pb.channels}, in.value.options());
-  const int64_t rows = pb.batch * pb.queries * pb.heads;
+  const Problem folded = heads_as_batch(pb);
+  const auto value_hm = heads_first(in.value);
+  const auto locations_hm = heads_first(in.locations);
+  const auto weights_hm = heads_first(in.weights);
+  auto out_hm = at::zeros({pb.batch, pb.heads, pb.queries, pb.channels}, in.value.options());
+  const int64_t rows = folded.batch * folded.queries;
   const int64_t work_per_row = std::max<int64_t>(1, pb.levels * pb.points * 4 * pb.channels);
   const int64_t min_rows = std::max<int64_t>(1, kSerialWork / work_per_row);
   const int64_t threads = at::get_num_threads();
   const int64_t chunk = std::max(min_rows, (rows + threads * kChunksPerThread - 1) / (threads * kChunksPerThread));
   AT_DISPATCH_FLOATING_TYPES(in.value.scalar_type(), "hdetr_msda_cpu_forward", [&] {
-    const scalar_t* v = in.value.data_ptr<scalar_t>();
+    const scalar_t* v = value_hm.data_ptr<scalar_t>();
     const int64_t* shapes = in.shapes.data_ptr<int64_t>();
     const int64_t* starts = in.starts.data_ptr<int64_t>();
-    const scalar_t* loc = in.locations.data_ptr<scalar_t>();
-    const scalar_t* attn = in.weights.data_ptr<scalar_t>();
-    scalar_t* o = out.data_ptr<scalar_t>();
+    const scalar_t* loc = locations_hm.data_ptr<scalar_t>();
+    const scalar_t* attn = weights_hm.data_ptr<scalar_t>();
+    scalar_t* o = out_hm.data_ptr<scalar_t>();
     const ForwardRows<scalar_t> kernel = forward_kernel<scalar_t>(active_kernels());
     parallel_dynamic(rows, chunk, rows <= min_rows, [&](int64_t begin, int64_t end) {
-      kernel(pb, v, shapes, starts, loc, attn, o, begin, end);
+      kernel(folded, v, shapes, starts, loc, attn, o, begin, end);
     });
   });
-  return out.view({pb.batch, pb.queries, pb.heads * pb.channels});
+  return heads_back(out_hm).view({pb.batch, pb.queries, pb.heads * pb.channels});
 }
 
 std::vector<at::Tensor> ms_deform_attn_cpu_backward(const at::Tensor& value, const at::Tensor& spatial_shapes,
@@ -184,12 +203,16 @@ std::vector<at::Tensor> ms_deform_attn_cpu_backward(const at::Tensor& value, con
   TORCH_CHECK(grad_output.numel() == pb.batch * pb.queries * pb.heads * pb.channels,
               "hdetr msda cpu: grad_output must be [N, Lq, M*D] = [", pb.batch, ", ", pb.queries, ", ",
               pb.heads * pb.channels, "], got ", grad_output.sizes());
-  auto grad_out = grad_output.contiguous();
-  auto grad_value = at::zeros_like(in.value);
-  auto grad_locations = at::zeros_like(in.locations);
-  auto grad_weights = at::zeros_like(in.weights);
+  const Problem folded = heads_as_batch(pb);
+  const auto value_hm = heads_first(in.value);
+  const auto locations_hm = heads_first(in.locations);
+  const auto weights_hm = heads_first(in.weights);
+  const auto grad_out_hm = heads_first(grad_output.reshape({pb.batch, pb.queries, pb.heads, pb.channels}));
+  auto grad_value_hm = at::zeros_like(value_hm);
+  auto grad_locations_hm = at::zeros_like(locations_hm);
+  auto grad_weights_hm = at::zeros_like(weights_hm);
 
-  const int64_t heads_total = pb.batch * pb.heads;
+  const int64_t heads_total = folded.batch;
   const int64_t total_work = heads_total * pb.queries * pb.levels * pb.points * 4 * pb.channels;
   const bool serial = total_work < kSerialWork || at::get_num_threads() == 1;
   // Split queries only when there are fewer heads than threads; each extra
@@ -201,20 +224,20 @@ std::vector<at::Tensor> ms_deform_attn_cpu_backward(const at::Tensor& value, con
   }
   at::Tensor extra_copies;
   if (chunks > 1) {
-    extra_copies = at::zeros({chunks - 1, pb.batch, pb.spatial, pb.heads, pb.channels}, in.value.options());
+    extra_copies = at::zeros({chunks - 1, pb.batch, pb.heads, pb.spatial, pb.channels}, in.value.options());
   }
   const int64_t tasks = heads_total * chunks;
   AT_DISPATCH_FLOATING_TYPES(in.value.scalar_type(), "hdetr_msda_cpu_backward", [&] {
-    const scalar_t* v = in.value.data_ptr<scalar_t>();
+    const scalar_t* v = value_hm.data_ptr<scalar_t>();
     const int64_t* shapes = in.shapes.data_ptr<int64_t>();
     const int64_t* starts = in.starts.data_ptr<int64_t>();
-    const scalar_t* loc = in.locations.data_ptr<scalar_t>();
-    const scalar_t* attn = in.weights.data_ptr<scalar_t>();
-    const scalar_t* g = grad_out.data_ptr<scalar_t>();
-    scalar_t* gv = grad_value.data_ptr<scalar_t>();
+    const scalar_t* loc = locations_hm.data_ptr<scalar_t>();
+    const scalar_t* attn = weights_hm.data_ptr<scalar_t>();
+    const scalar_t* g = grad_out_hm.data_ptr<scalar_t>();
+    scalar_t* gv = grad_value_hm.data_ptr<scalar_t>();
     scalar_t* extra = chunks > 1 ? extra_copies.data_ptr<scalar_t>() : nullptr;
-    scalar_t* gl = grad_locations.data_ptr<scalar_t>();
-    scalar_t* ga = grad_weights.data_ptr<scalar_t>();
+    scalar_t* gl = grad_locations_hm.data_ptr<scalar_t>();
+    scalar_t* ga = grad_weights_hm.data_ptr<scalar_t>();
     const int64_t copy_numel = in.value.numel();
     const BackwardHead<scalar_t> kernel = backward_kernel<scalar_t>(active_kernels());
     parallel_dynamic(tasks, 1, serial, [&](int64_t begin, int64_t end) {
@@ -224,15 +247,14 @@ std::vector<at::Tensor> ms_deform_attn_cpu_backward(const at::Tensor& value, con
         const int64_t q_begin = chunk * pb.queries / chunks;
         const int64_t q_end = (chunk + 1) * pb.queries / chunks;
         scalar_t* copy = chunk == 0 ? gv : extra + (chunk - 1) * copy_numel;
-        kernel(pb, v, shapes, starts, loc, attn, g, copy, gl, ga, head / pb.heads, head % pb.heads, q_begin,
-               q_end);
+        kernel(folded, v, shapes, starts, loc, attn, g, copy, gl, ga, head, 0, q_begin, q_end);
       }
     });
   });
   if (chunks > 1) {
-    grad_value.add_(extra_copies.sum(0));
+    grad_value_hm.add_(extra_copies.sum(0));
   }
-  return {grad_value, grad_locations, grad_weights};
+  return {heads_back(grad_value_hm), heads_back(grad_locations_hm), heads_back(grad_weights_hm)};
 }
 
 }  // namespace hdetr_msda

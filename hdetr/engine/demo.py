@@ -63,7 +63,7 @@ def _plot_curves(runs: dict[str, dict[str, Any]], report_dir: Path) -> list[str]
     for name, run in runs.items():
         train_rows = [r for r in run["rows"] if r["type"] == "train"]
         steps = [r["step"] for r in train_rows]
-        line, = ax.plot(steps, [_one_to_one_loss(r, run["config"]) for r in train_rows], label=f"{LABELS[name]}: one-to-one")
+        line, = ax.plot(steps, [_one_to_one_loss(r, run["config"]) for r in train_rows], label=f"{LABELS[name]}: one-to-one", marker=".")
         ax.plot(steps, [r["loss"] for r in train_rows], color=line.get_color(), alpha=0.35, linestyle="--",
                 label=f"{LABELS[name]}: total (incl. aux, enc{', one-to-many' if 'hybrid' in name else ''})")
     ax.set_xlabel("iteration")
@@ -77,11 +77,12 @@ def _plot_curves(runs: dict[str, dict[str, Any]], report_dir: Path) -> list[str]
     fig, (by_step, by_time) = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     for name, run in runs.items():
         evals = [r for r in run["rows"] if r["type"] == "eval"]
-        by_step.plot([r["step"] for r in evals], [r["AP"] for r in evals], marker="o", label=LABELS[name])
-        by_time.plot([r["time"] for r in evals], [r["AP"] for r in evals], marker="o", label=LABELS[name])
+        ap = [100 * r["AP"] for r in evals]
+        by_step.plot([r["step"] for r in evals], ap, marker="o", label=LABELS[name])
+        by_time.plot([r["time"] for r in evals], ap, marker="o", label=LABELS[name])
     by_step.set_xlabel("iteration (equal iterations)")
     by_time.set_xlabel("seconds of training incl. evaluation (equal time)")
-    by_step.set_ylabel("COCO AP (val)")
+    by_step.set_ylabel("COCO AP (val, %)")
     by_step.legend(fontsize=8)
     fig.suptitle("Validation AP during training")
     fig.tight_layout()

@@ -17,6 +17,7 @@ gradients, so N processes take the same steps as one process with N times the ba
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import math
@@ -53,6 +54,8 @@ class Progress:
     global_step: int = 0
     elapsed: float = 0.0  # seconds of earlier sessions of this run (resumes)
     best: dict | None = None
+    window: dict = dataclasses.field(default_factory=dict)  # loss sums since the last train row
+    window_steps: int = 0
 
 
 def seed_everything(seed: int) -> None:
@@ -159,9 +162,15 @@ class Trainer:
         ckpt_io.load_model_state(self.model, state["model"], str(self.last_path))
         self.optimizer.load_state_dict(state["optimizer"])
         self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+        # the schedule of the config wins over the saved one, so a resumed run can change lr_drop
+        if isinstance(self.lr_scheduler, torch.optim.lr_scheduler.StepLR):
+            self.lr_scheduler.step_size = self.tc.lr_drop
+        elif isinstance(self.lr_scheduler, torch.optim.lr_scheduler.MultiStepLR):
+            self.lr_scheduler.milestones = collections.Counter(self.tc.lr_drop_epochs)
         self.progress = Progress(epoch=state["epoch"], batches_done=state["batches_done"],
                                  global_step=state["global_step"], elapsed=state.get("elapsed", 0.0),
-                                 best=state.get("best"))
+                                 best=state.get("best"), window=dict(state.get("log_window", {})),
+                                 window_steps=state.get("log_window_steps", 0))
         self.last_eval = state.get("last_eval")
         ckpt_io.restore_rng_state(state["rng"])
         self.logger.truncate_after(self.progress.global_step)
@@ -177,6 +186,7 @@ class Trainer:
                                        config=self.cfg.to_dict(), best=p.best)
         state["elapsed"] = self.elapsed()
         state["last_eval"] = self.last_eval
+        state["log_window"], state["log_window_steps"] = dict(p.window), p.window_steps
         ckpt_io.save_atomic(state, self.last_path)
 
     # ------------------------------------------------------------ evaluation
@@ -294,37 +304,19 @@ class Trainer:
         self.model.train()
         p, tc = self.progress, self.tc
         stopped_by = self._stop_reason() or ("epochs" if p.epoch >= tc.epochs else None)
-        window: dict[str, float] = {}
-        window_steps, window_start = 0, time.perf_counter()
-        global_batch = tc.batch_size * self.dist.world_size
+        # throughput: this session's training steps only (not evaluation, not a killed session's steps)
+        self._timed_steps, self._timed_seconds, self._tick = 0, 0.0, time.perf_counter()
         while stopped_by is None:
             bar = self._progress_bar()
             for images, targets in self._loader():
                 logged = self.step(images, targets)
                 p.batches_done += 1
                 p.global_step += 1
-                for k, v in logged.items():
-                    window[k] = window.get(k, 0.0) + v
-                window_steps += 1
-                lrs = lr_by_group(self.optimizer)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{logged['loss']:.3f}", lr=f"{lrs.get('default', 0):.1e}")
-                if p.global_step % tc.log_every_iters == 0 or p.batches_done == self.sampler.batches_per_epoch:
-                    seconds = time.perf_counter() - window_start
-                    row = {"type": "train", "epoch": p.epoch, "iter": p.batches_done - 1, "step": p.global_step,
-                           **{k: v / window_steps for k, v in window.items()},
-                           "lr": lrs.get("default", next(iter(lrs.values()))),
-                           **{f"lr_{k}": v for k, v in lrs.items() if k != "default"},
-                           "images_per_s": round(window_steps * global_batch / max(seconds, 1e-9), 3),
-                           "time": round(self.elapsed(), 3)}
-                    self.logger.log(row)
-                    if bar is not None:
-                        bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{row['lr']:.1e}",
-                                        img_s=f"{row['images_per_s']:.1f}")
-                    window, window_steps, window_start = {}, 0, time.perf_counter()
+                self._accumulate(logged, bar)
                 end_of_epoch = p.batches_done == self.sampler.batches_per_epoch
                 stopped_by = self._stop_reason()
+                if stopped_by:
+                    self._log_window(bar)
                 if end_of_epoch:
                     break
                 if tc.eval_every_iters and p.global_step % tc.eval_every_iters == 0:
@@ -333,12 +325,14 @@ class Trainer:
                     self.save_after_eval(best)
                 elif stopped_by or (tc.checkpoint_every_iters and p.global_step % tc.checkpoint_every_iters == 0):
                     self.save()
+                self._tick = time.perf_counter()
                 if stopped_by:
                     break
             if bar is not None:
                 bar.close()
             if p.batches_done == self.sampler.batches_per_epoch:
                 self._end_epoch()
+                self._tick = time.perf_counter()
                 if p.epoch >= tc.epochs:
                     stopped_by = stopped_by or "epochs"
         if self.last_eval is None or self.last_eval.get("step") != p.global_step:
@@ -347,6 +341,42 @@ class Trainer:
             self.save_after_eval(best)
         self.logger.close()
         return self._summary(stopped_by, resumed)
+
+    def _accumulate(self, logged: dict[str, float], bar) -> None:
+        """Add a step to the logging window; write a train row every ``log_every_iters`` steps."""
+        p, tc = self.progress, self.tc
+        for k, v in logged.items():
+            p.window[k] = p.window.get(k, 0.0) + v
+        p.window_steps += 1
+        self._timed_steps += 1
+        now = time.perf_counter()
+        self._timed_seconds += now - self._tick
+        self._tick = now
+        lrs = lr_by_group(self.optimizer)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{logged['loss']:.3f}", lr=f"{lrs.get('default', 0):.1e}")
+        if p.global_step % tc.log_every_iters == 0 or p.batches_done == self.sampler.batches_per_epoch:
+            self._log_window(bar)
+
+    def _log_window(self, bar=None) -> None:
+        """The train row of the steps since the previous one (also written when a run stops early)."""
+        p, tc = self.progress, self.tc
+        if not p.window_steps:
+            return
+        lrs = lr_by_group(self.optimizer)
+        seconds = self._timed_seconds
+        row = {"type": "train", "epoch": p.epoch, "iter": p.batches_done - 1, "step": p.global_step,
+               **{k: v / p.window_steps for k, v in p.window.items()},
+               "lr": lrs.get("default", next(iter(lrs.values()))),
+               **{f"lr_{k}": v for k, v in lrs.items() if k != "default"},
+               "images_per_s": round(self._timed_steps * tc.batch_size * self.dist.world_size / max(seconds, 1e-9), 3),
+               "time": round(self.elapsed(), 3)}
+        self.logger.log(row)
+        if bar is not None:
+            bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{row['lr']:.1e}", img_s=f"{row['images_per_s']:.1f}")
+        p.window, p.window_steps = {}, 0
+        self._timed_steps, self._timed_seconds = 0, 0.0
 
     def _end_epoch(self) -> None:
         p, tc = self.progress, self.tc

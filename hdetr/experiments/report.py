@@ -127,7 +127,7 @@ def per_run_markdown(rows: Sequence[ComparisonRow], metrics: Sequence[str], deta
 
 
 def _plain(value: Any) -> str:
-    return f"{value:.1f}" if isinstance(value, float) else str(value)
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def environment() -> dict[str, Any]:

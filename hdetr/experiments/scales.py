@@ -184,7 +184,7 @@ def _scheme_overrides(scale: str) -> dict[str, tuple[str, ...]]:
         "baseline": (),
         "hybrid_branch": branch,
         "hybrid_epoch": ("model.scheme=hybrid_epoch", f"model.num_queries_one2one={n}", f"model.k_one2many={k}",
-                         "model.one2many_epoch_fraction=0.6667"),
+                         f"model.one2many_epoch_fraction={2 / 3!r}"),
         "hybrid_layer": ("model.scheme=hybrid_layer", f"model.num_queries_one2one={n}", f"model.k_one2many={k}",
                          f"model.one2many_layers={l1}", f"model.one2one_layers={l2}"),
     }

@@ -40,7 +40,7 @@ def _add_box(ax, xyxy, color: str, linestyle: str = "-", linewidth: float = 1.5,
 
 def draw_assignments(image: torch.Tensor, targets: dict, records: Sequence[Any], outputs: dict, *,
                      image_index: int = 0, layer: int | None = None, groups: Sequence[str] = GROUPS,
-                     class_names: Sequence[str] | None = None, ax=None):
+                     class_names: Sequence[str] | None = None, connect: bool = True, ax=None):
     """Draw one image with its ground truth and the predictions matched to it at one layer.
 
     Args:
@@ -50,6 +50,7 @@ def draw_assignments(image: torch.Tensor, targets: dict, records: Sequence[Any],
         outputs: the model outputs the records were made from (batched).
         layer: decoder layer (default: the last one recorded); ``-1`` = encoder proposals.
         groups: which groups to draw; one-to-one in red, one-to-many (K copies) dashed blue.
+        connect: draw a thin line from each matched prediction's centre to its target's.
 
     Ground-truth boxes are solid green and labelled with their index (and class name).
     Returns the matplotlib Axes; its patches are GT boxes first, then the matched boxes
@@ -76,6 +77,11 @@ def draw_assignments(image: torch.Tensor, targets: dict, records: Sequence[Any],
                 query = int(record.query_indices[j])
                 _add_box(ax, box, COLORS[group], LINESTYLES[group], linewidth=1.2,
                          label=group if j == 0 else None, gid=f"{group}:q{query}")
+                if connect:
+                    target_box = gt_boxes[int(record.target_indices[j])]
+                    ax.plot([(box[0] + box[2]) / 2, (target_box[0] + target_box[2]) / 2],
+                            [(box[1] + box[3]) / 2, (target_box[1] + target_box[3]) / 2],
+                            color=COLORS[group], linewidth=0.7, alpha=0.8, gid=f"{group}:q{query}->t")
     ax.set_xlim(0, width)
     ax.set_ylim(height, 0)
     ax.set_title(f"image {image_index}, {'encoder proposals' if layer == -1 else f'decoder layer {layer}'}",
