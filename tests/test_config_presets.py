@@ -66,6 +66,7 @@ def test_overrides_are_typed_and_validated():
     assert cfg.model.k_one2many == 6 and cfg.train.lr_drop_epochs == [1, 2]
     assert cfg.model.pretrained_backbone is None and cfg.train.amp is False
     assert parse_override("data.root=/a=b") == ("data", "root", "/a=b")
+    assert parse_override("data.root=2017") == ("data", "root", "2017")  # text fields keep digits as text
     with pytest.raises(ConfigError, match=r"ModelConfig.k_one2many: got 'many', expected an integer"):
         apply_overrides(cfg, ["model.k_one2many=many"])
     with pytest.raises(ConfigError, match=r"unknown key\(s\) k_one2mny"):

@@ -186,3 +186,24 @@ def test_starting_afresh_in_a_used_folder_needs_overwrite(tiny_data, tmp_path, c
     assert "already holds a run" in capsys.readouterr().err
     assert main([*args, "--resume"]) == 2
     assert "checkpoint_last.pth: not a PyTorch checkpoint" in capsys.readouterr().err
+
+
+def test_the_wall_clock_guard_stops_with_a_checkpoint_and_resume_checks_the_model(tiny_data, tmp_path,
+                                                                                   monkeypatch):
+    from hdetr.engine.trainer import Trainer
+    from hdetr.errors import UserError
+
+    # a clock that advances 10 s per step: the 15 s guard stops the run after step 2, mid-epoch
+    monkeypatch.setattr(Trainer, "elapsed", lambda self: 10.0 * self.progress.global_step)
+    cfg = apply_overrides(get_preset("synthetic_tiny"), _overrides(tiny_data, "train.max_wall_seconds=15",
+                                                                   "train.log_every_iters=5"))
+    summary = train(cfg, tmp_path / "run")
+    assert (summary["stopped_by"], summary["global_step"], summary["epoch"]) == ("max_wall_seconds", 2, 0)
+    assert summary["metrics"]["num_images"] == 4 and "AP" in summary["metrics"]  # the final evaluation ran
+    state = read_checkpoint(tmp_path / "run" / "checkpoint_last.pth")
+    assert (state["epoch"], state["batches_done"], state["global_step"]) == (0, 2, 2)
+    rows = read_metrics(tmp_path / "run")
+    assert [(r["type"], r["step"]) for r in rows] == [("train", 2), ("eval", 2)]  # the partial window is logged
+    other = apply_overrides(cfg, ["model.hidden_dim=64"])
+    with pytest.raises(UserError, match="different model config \\(fields hidden_dim\\)"):
+        train(other, tmp_path / "run", resume=True)

@@ -12,13 +12,14 @@ from hdetr.matching.plan import one2many_epochs
 
 def test_coco_table_compares_baseline_and_branch_with_table1():
     spec = table_study("coco", "cpu", max_minutes=4)
+    assert "150 optimiser steps per run (equal iterations)" in spec.setup
     assert [v.key for v in spec.variants] == ["baseline", "hybrid_branch"]
     baseline, branch = (variant_config(spec.base, v, seed=3) for v in spec.variants)
     assert baseline.model.scheme == "baseline" and branch.model.scheme == "hybrid_branch"
     assert branch.model.num_queries_one2many > 0 and branch.train.seed == 3
     assert baseline.data.synthetic and baseline.data.kind == "coco"
     # 4 minutes over 2 runs, 35 s of each kept for building and evaluation
-    assert baseline.train.max_wall_seconds == pytest.approx(85)
+    assert baseline.train.max_iters == 150 and baseline.train.max_wall_seconds == pytest.approx(85)
     assert spec.variants[0].paper["AP"].number == 47.0 and spec.variants[1].paper["AP"].number == 48.7
     assert spec.reference == spec.variants[0].label
     with pytest.raises(UserError, match="MAX_MINUTES=0.5"):

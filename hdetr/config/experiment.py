@@ -10,6 +10,7 @@ combination validated like the preset itself.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -25,6 +26,8 @@ SECTIONS = ("model", "data", "train")
 
 @dataclasses.dataclass
 class ExperimentConfig(Config):
+    """A whole run: ``model`` (architecture + scheme), ``data`` (dataset), ``train`` (recipe)."""
+
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     data: DataConfig = dataclasses.field(default_factory=lambda: DataConfig(synthetic=True))
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
@@ -61,7 +64,15 @@ def parse_override(text: str) -> tuple[str, str, Any]:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
         raise ConfigError(f"override {text!r}: the value is not valid YAML ({exc.__class__.__name__})") from None
+    if value is not None and not isinstance(value, str) and _is_text_field(section, field):
+        value = raw.strip()  # data.root=2017 is a folder name, not a number
     return section, field, value
+
+
+def _is_text_field(section: str, field: str) -> bool:
+    owner = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}[section]
+    hint = typing.get_type_hints(owner).get(field)
+    return hint is str or hint == (str | None)
 
 
 def apply_overrides(cfg: ExperimentConfig | dict, overrides: Iterable[str]) -> ExperimentConfig:

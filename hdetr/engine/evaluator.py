@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if hasattr(model, "module") and isinstance(model, nn.parallel.DistributedDataParallel) else model
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
 def _rank_and_world() -> tuple[int, int]:

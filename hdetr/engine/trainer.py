@@ -32,8 +32,8 @@ from torch.utils.data import DataLoader
 from hdetr.config.experiment import ExperimentConfig
 from hdetr.engine import checkpoint as ckpt_io
 from hdetr.engine.data_order import EpochBatchSampler, SeededSamples
-from hdetr.engine.distributed import (DistInfo, barrier, broadcast_flag, init_distributed, mean_over_processes,
-                                      shutdown_distributed)
+from hdetr.engine.distributed import (DistInfo, barrier, broadcast_flag, gather_objects, init_distributed,
+                                      mean_over_processes, shutdown_distributed)
 from hdetr.engine.evaluator import evaluate_model
 from hdetr.engine.metrics_log import MetricsLogger
 from hdetr.engine.optim import build_lr_scheduler, build_optimizer, lr_by_group
@@ -112,18 +112,19 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-        seed_everything(self.tc.seed + dist_info.rank)
-        self.model = build_model(cfg.model).to(self.device)
-        self.criterion = build_criterion(cfg.model)
-        if isinstance(self.criterion, nn.Module):
-            self.criterion.to(self.device)
-        # the main process builds (or generates) the data first, the others read what it made
+        # data first (a wrong path fails in seconds); the main process builds (or generates) it,
+        # the others then read what it made
         if self.dist.is_main:
             self.train_set = build_dataset(cfg.data, "train")
         barrier()
         if not self.dist.is_main:
             self.train_set = build_dataset(cfg.data, "train")
         _check_classes(cfg, self.train_set)
+        seed_everything(self.tc.seed + dist_info.rank)
+        self.model = build_model(cfg.model).to(self.device)
+        self.criterion = build_criterion(cfg.model)
+        if isinstance(self.criterion, nn.Module):
+            self.criterion.to(self.device)
         self.val_set = None
         self.optimizer = build_optimizer(self.model, self.tc)
         self.lr_scheduler = build_lr_scheduler(self.optimizer, self.tc)
@@ -172,12 +173,18 @@ class Trainer:
                                  best=state.get("best"), window=dict(state.get("log_window", {})),
                                  window_steps=state.get("log_window_steps", 0))
         self.last_eval = state.get("last_eval")
-        ckpt_io.restore_rng_state(state["rng"])
+        by_rank = state.get("rng_by_rank") or []
+        ckpt_io.restore_rng_state(by_rank[self.dist.rank] if len(by_rank) == self.dist.world_size else state["rng"])
         self.logger.truncate_after(self.progress.global_step)
         return True
 
     def save(self) -> None:
-        """Write checkpoint_last.pth (main process) from the current, known-good state."""
+        """Write checkpoint_last.pth (main process) from the current, known-good state.
+
+        Every process calls it: each one's random state goes into the file, so a resumed
+        process continues its own random stream.
+        """
+        rng_by_rank = gather_objects(ckpt_io.capture_rng_state())
         if not self.dist.is_main:
             return
         p = self.progress
@@ -187,6 +194,7 @@ class Trainer:
         state["elapsed"] = self.elapsed()
         state["last_eval"] = self.last_eval
         state["log_window"], state["log_window_steps"] = dict(p.window), p.window_steps
+        state["rng_by_rank"] = rng_by_rank
         ckpt_io.save_atomic(state, self.last_path)
 
     # ------------------------------------------------------------ evaluation
@@ -432,9 +440,15 @@ def train(cfg: ExperimentConfig, output_dir: str | Path, resume: bool = False, o
     import torch.distributed as dist
 
     owns_group = not (dist.is_available() and dist.is_initialized())
+    # process-wide settings the run changes, restored for whoever called train()
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     dist_info = init_distributed(cfg.train.device)
     try:
         return Trainer(cfg, output_dir, dist_info).run(resume=resume, overwrite=overwrite)
     finally:
         if owns_group:
             shutdown_distributed()
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
