@@ -11,7 +11,8 @@ from hdetr.matching.plan import one2many_epochs
 
 
 def test_coco_table_compares_baseline_and_branch_with_table1():
-    spec = table_study("coco", "cpu", max_minutes=4)
+    assert table_study("coco", "cpu").seeds == (0, 1) and table_study("lvis", "cpu").seeds == (0,)
+    spec = table_study("coco", "cpu", seeds=[0], max_minutes=4)
     assert "150 optimiser steps per run (equal iterations)" in spec.setup
     assert [v.key for v in spec.variants] == ["baseline", "hybrid_branch"]
     baseline, branch = (variant_config(spec.base, v, seed=3) for v in spec.variants)

@@ -46,7 +46,7 @@ def comparison_figure(rows: Sequence[ComparisonRow], *, metric: str = "AP", titl
     paper_values = [v for v in paper_values if v is not None]
     if paper_values:  # zoom so the paper's (small) differences are visible
         paper_ax.set_ylim(min(paper_values) - 3, max(paper_values) + 1.5)
-    loss_ax.set_title(f"training {loss_key}, one-to-one (first run of each variant)", fontsize=9)
+    loss_ax.set_title(f"one-to-one {loss_key} in training (first run)", fontsize=9)
     loss_ax.set_xlabel("step", fontsize=8)
     if loss_ax.lines:
         loss_ax.legend(fontsize=7)
