@@ -137,6 +137,14 @@ def _final_loss(run: dict[str, Any]) -> float:
     return sum(_one_to_one_loss(r, run["config"]) for r in rows) / max(len(rows), 1)
 
 
+def _ap_history(base: dict[str, Any], hybrid: dict[str, Any]) -> str:
+    def by_step(run):
+        return {r["step"]: r["AP"] for r in run["rows"] if r["type"] == "eval"}
+
+    b, h = by_step(base), by_step(hybrid)
+    return ", ".join(f"{step}: {_fmt(b[step])} / {_fmt(h[step])}" for step in sorted(set(b) & set(h)))
+
+
 def _findings(runs: dict[str, dict[str, Any]]) -> list[str]:
     base, hybrid = (runs[n] for n in DEMO_PRESETS)
     ap_b, ap_h = base["summary"]["metrics"].get("AP", float("nan")), hybrid["summary"]["metrics"].get("AP", float("nan"))
@@ -157,6 +165,7 @@ def _findings(runs: dict[str, dict[str, Any]]) -> list[str]:
                                   "stopped one run early, so the budgets differ)") + ".",
         *([f"- The wall-clock guard stopped {', '.join(guarded)} before the planned {planned} iterations "
            "(a busy or slow machine); the table shows the iterations each model did run."] if guarded else []),
+        f"- AP along the way (iteration: baseline / H-DETR): {_ap_history(base, hybrid)}.",
         f"- One-to-one training loss at the end (last decoder layer, 2 ce + 5 L1 + 2 GIoU, last "
         f"{_TAIL} logged rows): baseline {_final_loss(base):.3f}, H-DETR {_final_loss(hybrid):.3f}.",
         f"- One H-DETR iteration cost {cost:.2f}x a baseline iteration here (the extra one-to-many queries).",
