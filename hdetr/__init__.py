@@ -10,7 +10,7 @@ Top-level entry points (imported lazily so ``import hdetr`` stays cheap):
 """
 from __future__ import annotations
 
-import importlib
+from hdetr.lazy_exports import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -24,14 +24,6 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'hdetr' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + list(_LAZY))
-
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
 __all__ = list(_LAZY)

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from hdetr.checkpoint_files import describe_key_mismatch, load_torch_file, shape_mismatch
 from hdetr.config.base import ConfigError
 from hdetr.config.model import ModelConfig
 from hdetr.errors import UserError
@@ -43,17 +44,8 @@ def read_official_checkpoint(path_or_state_dict: Any) -> tuple[dict[str, torch.T
     """(state dict, official args as a dict (empty when absent), a name for messages)."""
     if isinstance(path_or_state_dict, (str, os.PathLike)):
         source = str(path_or_state_dict)
-        if not os.path.isfile(source):
-            raise UserError(f"official checkpoint: {source} does not exist or is not a file")
-        try:
-            with torch.serialization.safe_globals([argparse.Namespace]):
-                data = torch.load(source, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any failure here means "not a readable checkpoint"
-            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            first_line = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
-            raise UserError(f"official checkpoint: {source} cannot be read as a PyTorch checkpoint with "
-                            f"weights_only=True ({first_line}); if you trust the file, load it yourself and "
-                            f"pass its 'model' state dict") from exc
+        data = load_torch_file(source, "official checkpoint",
+                               hint="; if you trust the file, load it yourself and pass its 'model' state dict")
     elif isinstance(path_or_state_dict, dict):
         source, data = "the given state dict", path_or_state_dict
     else:
@@ -252,23 +244,14 @@ def load_official_state_dict(model: HDeformableDETR, state_dict: dict[str, torch
                         and not (k.startswith(_DUPLICATED_HEADS) and k in allowed_duplicates))
     mapped = official_to_own({k: v for k, v in state_dict.items() if k not in unexpected}, model.config)
     missing = sorted(k for k in own_expected if k not in mapped)
-    mismatched = [f"{k}: checkpoint {tuple(state_dict_value.shape)} vs model {tuple(own_expected[k].shape)}"
-                  for k, state_dict_value in mapped.items()
-                  if k in own_expected and tuple(state_dict_value.shape) != tuple(own_expected[k].shape)]
+    mismatched = [m for k, value in mapped.items() if k in own_expected and (m := shape_mismatch(k, value, own_expected[k]))]
     for dup in allowed_duplicates & set(state_dict):
         top = dup[len("transformer.decoder."):]
-        if top in own_expected and tuple(state_dict[dup].shape) != tuple(own_expected[top].shape):
-            mismatched.append(f"{dup}: checkpoint {tuple(state_dict[dup].shape)} vs model "
-                              f"{tuple(own_expected[top].shape)}")
+        if top in own_expected and (m := shape_mismatch(dup, state_dict[dup], own_expected[top])):
+            mismatched.append(m)
     if missing or unexpected or mismatched:
-        parts = []
-        if missing:
-            parts.append(f"missing keys {_listing(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys {_listing(unexpected)}")
-        if mismatched:
-            parts.append(f"shape mismatch {_listing(mismatched)}")
-        raise UserError(f"official checkpoint: {source} does not fit the model built for it: " + "; ".join(parts))
+        raise UserError(f"official checkpoint: {source} does not fit the model built for it: "
+                        + describe_key_mismatch(missing, unexpected, mismatched))
     model.load_state_dict(mapped, strict=True)
 
 
@@ -292,11 +275,6 @@ def from_official_checkpoint(path_or_state_dict: Any, **overrides: Any) -> HDefo
     model = build_model(config)
     load_official_state_dict(model, state_dict, source)
     return model
-
-
-def _listing(items: list[str], limit: int = 10) -> str:
-    shown = ", ".join(items[:limit])
-    return f"[{shown}{f', ... ({len(items)} in all)' if len(items) > limit else ''}]"
 
 
 # --------------------------------------------------------------------------- official flags

@@ -113,7 +113,7 @@ def test_strict_loading_names_the_offending_keys(small_model, tmp_path):
 def test_files_that_are_not_checkpoints_fail_clearly(tmp_path):
     text = tmp_path / "notes.txt"
     text.write_text("not a checkpoint")
-    with pytest.raises(UserError, match="notes.txt cannot be read"):
+    with pytest.raises(UserError, match="notes.txt: not a PyTorch checkpoint readable with weights_only=True"):
         from_official_checkpoint(text)
     with pytest.raises(UserError, match="does not exist"):
         from_official_checkpoint(tmp_path / "absent.pth")

@@ -106,7 +106,7 @@ def _one_line_error(capsys, argv):
     (["train", "--preset", "synthetic_tiny", "--set", "train.lr=fast"], "TrainConfig.lr: got 'fast', expected a number"),
     (["train", "--preset", "synthetic_tiny", "--set", "model.two_stage=false"], "mixed_selection=True needs two_stage"),
     (["train", "--preset", "synthetic_tiny", "--set", "train.batch_size=0"], "batch_size=0 must be >= 1"),
-    (["eval", "--checkpoint", "/no/such.pth"], "/no/such.pth: no such checkpoint file"),
+    (["eval", "--checkpoint", "/no/such.pth"], "checkpoint /no/such.pth: does not exist"),
 ])
 def test_cli_bad_configs_get_one_clear_line(capsys, argv, expected):
     assert expected in _one_line_error(capsys, argv)

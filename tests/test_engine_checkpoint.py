@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from hdetr.cli import main
-from hdetr.engine.checkpoint import (capture_rng_state, checkpoint_format, load_model_state, read_checkpoint,
+from hdetr.checkpoint_files import load_exactly
+from hdetr.engine.checkpoint import (capture_rng_state, checkpoint_format, read_checkpoint,
                                      read_training_checkpoint, restore_rng_state, save_atomic)
 from hdetr.errors import UserError
 
@@ -87,12 +88,12 @@ def test_another_architecture_names_the_mismatched_keys():
     other = nn.Sequential(nn.Linear(2, 4), nn.Linear(4, 1), nn.Linear(1, 1)).state_dict()
     del other["0.bias"]
     with pytest.raises(UserError) as info:
-        load_model_state(model, other, "other.pth")
+        load_exactly(model, other, "other.pth")
     msg = str(info.value)
     assert "other.pth: checkpoint does not match the model (Sequential)" in msg
-    assert "1 missing key(s): 0.bias" in msg
-    assert "2 unexpected key(s): 2.bias, 2.weight" in msg
-    assert "0.weight (4, 2) vs (3, 2)" in msg
+    assert "missing keys [0.bias]" in msg
+    assert "unexpected keys [2.bias, 2.weight]" in msg
+    assert "0.weight: checkpoint (4, 2) vs model (3, 2)" in msg
 
 
 def test_eval_cli_names_the_bad_file_in_one_line(tmp_path, capsys):
@@ -113,4 +114,4 @@ def test_eval_cli_names_mismatched_keys_of_another_architecture(tmp_path, capsys
     assert main(["eval", "--checkpoint", str(tmp_path / "ckpt.pth")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
-    assert "checkpoint does not match the model (HDeformableDETR)" in err and "unexpected key(s): bias, weight" in err
+    assert "checkpoint does not match the model (HDeformableDETR)" in err and "unexpected keys [bias, weight]" in err

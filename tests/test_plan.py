@@ -1,6 +1,6 @@
 """The supervision plan of every scheme."""
 from hdetr.config.model import ModelConfig, baseline, hybrid_branch, hybrid_epoch, hybrid_layer
-from hdetr.matching.plan import ENCODER_LAYER, Group, one2many_epochs, plan
+from hdetr.matching.plan import ENCODER_LAYER, Group, decoder_positives, one2many_epochs, plan
 
 
 def _by_tag(groups, tag):
@@ -51,3 +51,12 @@ def test_without_aux_loss_or_two_stage_only_the_last_layer_is_supervised():
                          k_one2many=3)
     groups = plan(config)
     assert [(g.layer, g.queries) for g in groups] == [(5, "one2one"), (5, "one2many")]
+
+
+def test_decoder_positives_count_every_copy_on_every_supervised_decoder_layer():
+    assert decoder_positives(baseline(), 0, num_objects=7) == 6 * 7  # the encoder proposals are not counted
+    assert decoder_positives(hybrid_branch(k_one2many=6), 0, num_objects=7) == 6 * 7 + 6 * 6 * 7
+    epoch = hybrid_epoch(num_epochs=12, one2many_epoch_fraction=2 / 3, k_one2many=10)
+    assert decoder_positives(epoch, 7, num_objects=3) == 6 * 10 * 3
+    assert decoder_positives(epoch, 8, num_objects=3) == 6 * 3
+    assert decoder_positives(hybrid_layer(k_one2many=10, one2many_layers=4), 0, num_objects=2) == 4 * 10 * 2 + 2 * 2

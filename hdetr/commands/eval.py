@@ -42,7 +42,8 @@ def build_from_checkpoint(path: str | Path, preset: str | None, config_file: str
     from hdetr import build_model, from_official_checkpoint
     from hdetr.config.experiment import apply_overrides, experiment_from_dict, parse_override
     from hdetr.config.presets import load_experiment
-    from hdetr.engine.checkpoint import checkpoint_format, load_model_state, read_checkpoint
+    from hdetr.checkpoint_files import load_exactly
+    from hdetr.engine.checkpoint import checkpoint_format, read_checkpoint
 
     ckpt = read_checkpoint(path)
     fmt = checkpoint_format(ckpt, str(path))
@@ -53,7 +54,7 @@ def build_from_checkpoint(path: str | Path, preset: str | None, config_file: str
             cfg = experiment_from_dict(ckpt["config"], source=f"{path} (its config)")
         cfg = apply_overrides(cfg, overrides)
         model = build_model(cfg.model)
-        load_model_state(model, ckpt["model"], str(path))
+        load_exactly(model, ckpt["model"], str(path))
         return model, cfg, fmt
     model_changes = {}
     other = []

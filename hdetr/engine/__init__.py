@@ -6,7 +6,7 @@
 """
 from __future__ import annotations
 
-import importlib
+from hdetr.lazy_exports import lazy_exports
 
 _LAZY = {
     "train": "hdetr.engine.trainer",
@@ -17,10 +17,6 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'hdetr.engine' has no attribute {name!r}")
-
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
 __all__ = list(_LAZY)

@@ -19,7 +19,6 @@ Official H-Deformable-DETR checkpoints are ``{"model", "optimizer", "lr_schedule
 """
 from __future__ import annotations
 
-import argparse
 import os
 import pickle
 import random
@@ -31,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from hdetr.checkpoint_files import load_torch_file, unreadable_file_error
 from hdetr.errors import UserError
 
 FORMAT = "hdetr-checkpoint"
@@ -111,20 +111,16 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load any checkpoint file on the CPU; a file that is not a checkpoint raises UserError."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such checkpoint file")
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
+        obj = load_torch_file(path, "checkpoint")
+    except UserError as refused:
+        if not isinstance(refused.__cause__, pickle.UnpicklingError):
+            raise
         # official checkpoints may pickle extra objects in "args"; only now trust the file
         try:
             obj = torch.load(path, map_location="cpu", weights_only=False)
         except Exception as exc:  # noqa: BLE001 - any failure means "not a checkpoint"
-            raise UserError(f"{path}: not a PyTorch checkpoint ({type(exc).__name__}: {str(exc)[:120]})") from None
-    except Exception as exc:  # noqa: BLE001 - truncated zip, text file, ...
-        raise UserError(f"{path}: not a PyTorch checkpoint ({type(exc).__name__}: {str(exc)[:120]})") from None
+            raise unreadable_file_error(path, "checkpoint", exc) from None
     if not isinstance(obj, dict):
         raise UserError(f"{path}: not a checkpoint: expected a mapping, found {type(obj).__name__}")
     return obj
@@ -142,33 +138,6 @@ def checkpoint_format(ckpt: dict[str, Any], source: str = "checkpoint") -> str:
         f"{source}: not a checkpoint: expected an hdetr checkpoint, an official one with a 'model' entry, or a "
         f"state dict; found keys {', '.join(sorted(map(str, ckpt))[:8])}"
     )
-
-
-def _short(names: list[str], limit: int = 6) -> str:
-    shown = ", ".join(names[:limit])
-    return f"{shown} (+{len(names) - limit} more)" if len(names) > limit else shown
-
-
-def load_model_state(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> None:
-    """Strict load whose error names the missing, unexpected and mis-shaped keys."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(own))
-    shapes = sorted(
-        f"{k} {tuple(state_dict[k].shape)} vs {tuple(own[k].shape)}"
-        for k in set(own) & set(state_dict)
-        if tuple(own[k].shape) != tuple(state_dict[k].shape)
-    )
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing key(s): {_short(missing)}")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected key(s): {_short(unexpected)}")
-        if shapes:
-            parts.append(f"{len(shapes)} shape mismatch(es) (checkpoint vs model): {_short(shapes, 4)}")
-        raise UserError(f"{source}: checkpoint does not match the model ({type(model).__name__}): " + "; ".join(parts))
-    model.load_state_dict(state_dict, strict=True)
 
 
 def training_state(*, model: nn.Module, optimizer, lr_scheduler, epoch: int, batches_done: int,

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from hdetr.checkpoint_files import load_exactly
 from hdetr.config.experiment import ExperimentConfig
 from hdetr.engine import checkpoint as ckpt_io
 from hdetr.engine.data_order import EpochBatchSampler, SeededSamples
@@ -160,7 +161,7 @@ class Trainer:
                              if saved_model_cfg.get(k) != self.cfg.model.to_dict().get(k))
             raise UserError(f"{self.last_path}: was trained with a different model config "
                             f"(fields {', '.join(changed)}); resume with the run's own config.yaml")
-        ckpt_io.load_model_state(self.model, state["model"], str(self.last_path))
+        load_exactly(self.model, state["model"], str(self.last_path))
         self.optimizer.load_state_dict(state["optimizer"])
         self.lr_scheduler.load_state_dict(state["lr_scheduler"])
         # the schedule of the config wins over the saved one, so a resumed run can change lr_drop

@@ -98,11 +98,6 @@ def curves(row: ComparisonRow, key: str, kind: str = "train") -> list[tuple[list
     return result
 
 
-def rows_with_paper(rows: Sequence[ComparisonRow], paper: dict[str, dict[str, Any]], source: str) -> list[ComparisonRow]:
-    """The same measured rows with other paper numbers (label -> metric -> value), e.g. for a second table."""
-    return [dataclasses.replace(r, paper=dict(paper.get(r.label, {})), paper_source=source) for r in rows]
-
-
 def copy_run_logs(rows: Sequence[ComparisonRow], dest: str | Path) -> list[Path]:
     """Copy each run's metrics.jsonl and config.yaml to ``dest/<run folder>_{metrics.jsonl,config.yaml}``.
 

@@ -6,12 +6,12 @@
 """
 from hdetr.matching.costs import CostWeights, class_cost, cost_matrix, giou_cost, l1_cost
 from hdetr.matching.hungarian import Assignment, HungarianMatcher, MatchProblem
-from hdetr.matching.plan import ENCODER_LAYER, Group, one2many_epochs, plan
+from hdetr.matching.plan import ENCODER_LAYER, Group, decoder_positives, one2many_epochs, plan
 from hdetr.matching.records import AssignmentRecord, records_to_rows
 from hdetr.matching.targets import PaddedTargets, pad_targets
 
 __all__ = [
     "Assignment", "AssignmentRecord", "CostWeights", "ENCODER_LAYER", "Group", "HungarianMatcher",
-    "MatchProblem", "PaddedTargets", "class_cost", "cost_matrix", "giou_cost", "l1_cost", "one2many_epochs",
+    "MatchProblem", "PaddedTargets", "class_cost", "cost_matrix", "decoder_positives", "giou_cost", "l1_cost", "one2many_epochs",
     "pad_targets", "plan", "records_to_rows",
 ]

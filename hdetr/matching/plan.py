@@ -95,3 +95,10 @@ def plan(config, epoch: int = 0) -> list[Group]:
         ] + encoder
 
     raise ValueError(f"plan: unknown scheme {config.scheme!r}")
+
+
+def decoder_positives(config, epoch: int, num_objects: int) -> int:
+    """Positive (matched) decoder predictions of one image in a training step at ``epoch``,
+    summed over the supervised decoder layers: every group matches ``repeat_k`` copies of the
+    ``num_objects`` targets, assuming it has at least that many queries."""
+    return sum(g.repeat_k * num_objects for g in plan(config, epoch) if g.layer != ENCODER_LAYER)

@@ -15,7 +15,8 @@ from hdetr.config.model import ModelConfig
 from hdetr.errors import UserError
 from hdetr.models.batching import resize_mask
 from hdetr.models.position_encoding import PositionEmbeddingSine
-from hdetr.models.pretrained import load_exactly, read_state_dict, strip_wrapper_prefix
+from hdetr.checkpoint_files import load_exactly
+from hdetr.models.pretrained import read_state_dict, strip_wrapper_prefix
 
 RESNET_CHANNELS = {"resnet18": (128, 256, 512), "resnet50": (512, 1024, 2048), "resnet101": (512, 1024, 2048)}
 _RESNET_STAGES = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")

@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hdetr.models.pretrained import load_exactly, read_state_dict, strip_wrapper_prefix
+from hdetr.checkpoint_files import load_exactly
+from hdetr.models.pretrained import read_state_dict, strip_wrapper_prefix
 
 SWIN_VARIANTS = {
     "swin_tiny": ("swin_tiny_patch4_window7_224", 96),

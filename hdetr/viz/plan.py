@@ -16,7 +16,6 @@ import numpy as np
 from hdetr.matching.plan import ENCODER_LAYER, plan
 
 KIND_ONE2ONE, KIND_ONE2MANY, KIND_BOTH = 0, 1, 2
-KIND_NAMES = ("one-to-one", "one-to-many", "both")
 KIND_COLORS = ("#d62728", "#1f77b4", "#9467bd")
 
 
