@@ -115,3 +115,17 @@ def test_eval_cli_names_mismatched_keys_of_another_architecture(tmp_path, capsys
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "checkpoint does not match the model (HDeformableDETR)" in err and "unexpected keys [bias, weight]" in err
+
+
+class _Pickled:
+    """Stands for any object beyond what weights_only=True allows (it could run code when unpickled)."""
+
+
+def test_a_checkpoint_that_needs_arbitrary_unpickling_is_refused_not_executed(tmp_path):
+    from hdetr.engine.checkpoint import read_checkpoint
+    from hdetr.errors import UserError
+
+    path = tmp_path / "foreign.pth"
+    torch.save({"model": {"w": torch.zeros(1)}, "extra": _Pickled()}, path)
+    with pytest.raises(UserError, match=r"foreign\.pth: not a PyTorch checkpoint readable with weights_only=True"):
+        read_checkpoint(path)

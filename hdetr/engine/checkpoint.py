@@ -20,7 +20,6 @@ Official H-Deformable-DETR checkpoints are ``{"model", "optimizer", "lr_schedule
 from __future__ import annotations
 
 import os
-import pickle
 import random
 import shutil
 from pathlib import Path
@@ -30,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hdetr.checkpoint_files import load_torch_file, unreadable_file_error
+from hdetr.checkpoint_files import load_torch_file
 from hdetr.errors import UserError
 
 FORMAT = "hdetr-checkpoint"
@@ -111,16 +110,13 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load any checkpoint file on the CPU; a file that is not a checkpoint raises UserError."""
-    try:
-        obj = load_torch_file(path, "checkpoint")
-    except UserError as refused:
-        if not isinstance(refused.__cause__, pickle.UnpicklingError):
-            raise
-        # official checkpoints may pickle extra objects in "args"; only now trust the file
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as exc:  # noqa: BLE001 - any failure means "not a checkpoint"
-            raise unreadable_file_error(path, "checkpoint", exc) from None
+    # Never unpickle arbitrary objects: a file that needs more than weights_only allows is refused,
+    # with the way out for a file the user trusts.
+    obj = load_torch_file(
+        path, "checkpoint",
+        hint="; if you trust this file, extract its weights with torch.load(path, weights_only=False)['model'] "
+             "and save them alone with torch.save",
+    )
     if not isinstance(obj, dict):
         raise UserError(f"{path}: not a checkpoint: expected a mapping, found {type(obj).__name__}")
     return obj
