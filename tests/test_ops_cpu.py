@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from hdetr.ops import ms_deform_attn_reference, multi_scale_deformable_attention
+from hdetr.ops import multi_scale_deformable_attention
+from hdetr.ops import parity
 from hdetr.ops.cpu_backend import cpu_unavailable_reason, load_cpu_extension
 from hdetr.ops.sample_inputs import random_msda_inputs
 
@@ -30,18 +31,7 @@ def cpu_extension():
 
 
 def forward_and_grads(inputs, backend, grad_output=None):
-    """Output [N, Lq, M*D] and the gradients of <output, grad_output> for value, locations, weights."""
-    leaves = [t.detach().clone().requires_grad_(True) for t in inputs.differentiable()]
-    value, locations, weights = leaves
-    if backend == "reference":
-        out = ms_deform_attn_reference(value, inputs.spatial_shapes, locations, weights)
-    else:
-        out = multi_scale_deformable_attention(value, inputs.spatial_shapes, inputs.level_start_index, locations,
-                                               weights, backend=backend)
-    if grad_output is None:
-        grad_output = torch.randn(out.shape, generator=torch.Generator().manual_seed(7), dtype=out.dtype)
-    grads = torch.autograd.grad(out, leaves, grad_output)
-    return out.detach(), grads, grad_output
+    return parity.forward_and_grads(inputs, backend, grad_output, seed=7)
 
 
 def assert_matches_reference(inputs):

@@ -29,7 +29,11 @@ class ParityResult:
         return all(err <= self.tolerance for err in self.errors.values())
 
 
-def _run(inputs, backend: str, grad_output: torch.Tensor | None):
+def forward_and_grads(inputs, backend: str, grad_output: torch.Tensor | None = None, *, seed: int = 1):
+    """Run ``backend`` ("reference" | "torch" | "cpu" | "cuda" | "auto") on ``inputs`` (a
+    ``sample_inputs.MSDAInputs``) -> (output [N, Lq, M*D], (grad_value, grad_sampling_locations,
+    grad_attention_weights), grad_output), the gradients being those of <output, grad_output>;
+    ``grad_output`` is drawn from ``seed`` when not given, so a second backend can reuse it."""
     leaves = [t.detach().clone().requires_grad_(True) for t in inputs.differentiable()]
     value, locations, weights = leaves
     if backend == "reference":
@@ -38,10 +42,10 @@ def _run(inputs, backend: str, grad_output: torch.Tensor | None):
         out = multi_scale_deformable_attention(value, inputs.spatial_shapes, inputs.level_start_index, locations,
                                                weights, backend=backend)
     if grad_output is None:
-        grad_output = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=out.dtype)
+        grad_output = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed), dtype=out.dtype)
         grad_output = grad_output.to(out.device)
     grads = torch.autograd.grad(out, leaves, grad_output)
-    return [out.detach(), *grads], grad_output
+    return out.detach(), tuple(grads), grad_output
 
 
 def check_parity(backend: str, dtype: torch.dtype = torch.float64, *, seed: int = 0) -> ParityResult:
@@ -55,12 +59,13 @@ def check_parity(backend: str, dtype: torch.dtype = torch.float64, *, seed: int 
                                 points=3, dtype=dtype, seed=seed)
     for name in ("value", "spatial_shapes", "level_start_index", "sampling_locations", "attention_weights"):
         setattr(inputs, name, getattr(inputs, name).to(device))
-    expected, grad_output = _run(inputs, "reference", None)
-    actual, _ = _run(inputs, backend, grad_output)
+    expected_out, expected_grads, grad_output = forward_and_grads(inputs, "reference")
+    actual_out, actual_grads, _ = forward_and_grads(inputs, backend, grad_output)
+    expected, actual = (expected_out, *expected_grads), (actual_out, *actual_grads)
     result = ParityResult(backend, device, dtype, PARITY_TOLERANCE[dtype])
     for name, got, want in zip(QUANTITIES, actual, expected):
         result.errors[name] = float((got.double() - want.double()).abs().max())
     return result
 
 
-__all__ = ["PARITY_TOLERANCE", "ParityResult", "QUANTITIES", "check_parity"]
+__all__ = ["PARITY_TOLERANCE", "ParityResult", "QUANTITIES", "check_parity", "forward_and_grads"]
