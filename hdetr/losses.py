@@ -76,17 +76,18 @@ def average_num_boxes(count: int, device: torch.device) -> float:
 def official_weight_dict(config) -> dict[str, float]:
     """Weights in the official layout: every key with and without ``_one2many``.
 
-    One deliberate difference: the official dict holds the ``_enc`` keys only when
-    aux_loss is on (with ``--no_aux_loss`` its encoder loss is computed but never
-    counted); here they exist whenever two_stage is on.
+    As in the official code, the ``_enc`` keys are weighted only when aux_loss is on:
+    with aux_loss off (``--no_aux_loss``) the two-stage encoder loss is computed and
+    logged but not part of the total. Kept for parity, so totals and gradients
+    equal the official ones in every configuration.
     """
     base = {"loss_ce": config.cls_loss_coef, "loss_bbox": config.bbox_loss_coef, "loss_giou": config.giou_loss_coef}
     weights = dict(base)
     if config.aux_loss:
         for i in range(config.dec_layers - 1):
             weights.update({f"{k}_{i}": v for k, v in base.items()})
-    if config.two_stage:
-        weights.update({f"{k}_enc": v for k, v in base.items()})
+        if config.two_stage:
+            weights.update({f"{k}_enc": v for k, v in base.items()})
     return {key: value for k, v in weights.items() for key, value in ((k, v), (f"{k}_one2many", v))}
 
 

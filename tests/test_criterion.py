@@ -229,3 +229,16 @@ def test_background_focal_gradient_is_exact():
     assert torch.autograd.gradcheck(lambda x: _BackgroundFocalSum.apply(x, 0.4, 1.5), (logits,))
     expected = sigmoid_focal_loss(logits, torch.zeros_like(logits), 0.25, 2.0).flatten(1).sum(1)
     torch.testing.assert_close(_BackgroundFocalSum.apply(logits, 0.25, 2.0), expected)
+
+
+def test_without_aux_loss_the_encoder_loss_is_logged_but_not_weighted_as_in_the_official_code(fixture):
+    # official build(): the "_enc" weights are added inside `if args.aux_loss:`
+    criterion = build_criterion(fixture_config(fixture, aux_loss=False))
+    outputs = {k: v for k, v in fixture["train_outputs"].items() if not k.startswith("aux_outputs")}
+    losses = criterion(outputs, targets_of(fixture))
+    assert {"loss_ce_enc", "loss_bbox_enc", "loss_giou_enc"} <= set(losses)
+    assert not any(key.endswith("_enc") or key.endswith("_enc_one2many") for key in criterion.weight_dict)
+    expected = sum(float(losses[k]) * w for k, w in criterion.weight_dict.items() if k in losses)
+    assert float(criterion.total_loss(losses)) == pytest.approx(expected, rel=1e-6)
+    for key in ("loss_ce", "loss_bbox", "loss_giou", "loss_ce_one2many"):
+        assert_official(losses[key], fixture["loss_dict"][key], key)
