@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from hdetr.ops import cuda_backend
+from hdetr.ops.compiled_function import CompiledMSDeformAttn
 from hdetr.ops.reference import ms_deform_attn_reference
 
 pytestmark = [
@@ -115,30 +116,13 @@ def test_locations_far_outside_sample_zero_and_get_zero_grads(ext):
     assert all(torch.count_nonzero(g) == 0 for g in grads)
 
 
-class _KernelFunction(torch.autograd.Function):
-    """Test-only autograd wrapper of the raw kernels (the library's lives in hdetr.ops.compiled_function)."""
-
-    @staticmethod
-    def forward(ctx, extension, value, spatial_shapes, level_start_index, locations, weights):
-        ctx.extension = extension
-        ctx.save_for_backward(value, spatial_shapes, level_start_index, locations, weights)
-        return extension.forward(value, spatial_shapes, level_start_index, locations, weights)
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        value, spatial_shapes, level_start_index, locations, weights = ctx.saved_tensors
-        gv, gl, gw = ctx.extension.backward(value, spatial_shapes, level_start_index, locations, weights,
-                                            grad_output.contiguous())
-        return None, gv, None, None, gl, gw
-
-
 @pytest.mark.parametrize("d", [3, 33])
 def test_gradcheck_float64(ext, d):
     value, shapes, starts, locations, weights = make_inputs(n=1, lq=2, m=2, d=d, shapes=((3, 4), (2, 2)), p=2,
                                                             dtype=torch.float64, loc_range=(-0.1, 1.1), seed=3)
     args = (value.requires_grad_(), locations.requires_grad_(), weights.requires_grad_())
     assert torch.autograd.gradcheck(
-        lambda v, loc, w: _KernelFunction.apply(ext, v, shapes, starts, loc, w), args, eps=1e-6, atol=1e-5)
+        lambda v, loc, w: CompiledMSDeformAttn.apply(ext, v, shapes, starts, loc, w), args, eps=1e-6, atol=1e-5)
 
 
 def test_empty_queries(ext):
