@@ -30,19 +30,18 @@ def _coerce(owner: str, name: str, value: Any, tp: Any) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
-        errors = []
         for arg in args:
             if arg is type(None):
                 continue
             try:
                 return _coerce(owner, name, value, arg)
-            except ConfigError as exc:
-                errors.append(str(exc))
+            except ConfigError:
+                continue  # the error below names the whole union
         raise ConfigError(f"{owner}.{name}: got {value!r}, expected {_type_name(tp)}")
     if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{owner}.{name}: got {value!r}, expected a list")
-        (item_tp, *rest) = typing.get_args(tp) or (Any,)
+        item_tp = (typing.get_args(tp) or (Any,))[0]
         items = [_coerce(owner, name, v, item_tp) for v in value]
         return tuple(items) if origin is tuple else items
     if tp is Any:
