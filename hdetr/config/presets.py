@@ -14,15 +14,14 @@ as variants of the YAML presets, so there is one place per fact.
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
 from typing import Any
 
 from hdetr.config.base import ConfigError
 from hdetr.config.experiment import ExperimentConfig, experiment_from_dict, load_yaml_mapping, merge_dicts
+from hdetr.experiments.paper import load_paper_tables
 
 PRESET_DIR = Path(__file__).resolve().parents[1] / "presets"
-PAPER_TABLES = Path(__file__).resolve().parents[1] / "experiments" / "paper_tables.json"
 
 # Schemes as in the paper's Table 6 (R50 settings); each row names only what differs.
 _SCHEME_CHANGES: dict[str, dict[str, Any]] = {
@@ -59,7 +58,7 @@ def _grid() -> dict[str, dict[str, Any]]:
 
 def _sweeps() -> dict[str, dict[str, Any]]:
     """The 12-epoch R50 sweeps of the paper: K (with T=300K), T (K=6), lambda (K=6, T=1500)."""
-    sweeps = json.loads(PAPER_TABLES.read_text())["sweeps_12ep"]
+    sweeps = load_paper_tables()["sweeps_12ep"]
     base = "coco_r50_hybrid_branch_12ep"
     out = {}
     for k in sweeps["K_with_T_300K"]:

@@ -125,10 +125,11 @@ _TAIL = 5
 
 def _paper_gain() -> float:
     """H-Deformable-DETR minus Deformable-DETR, R50 12 epochs, COCO (paper Table 1)."""
-    from hdetr.config.presets import PAPER_TABLES
+    from hdetr.experiments.paper import paper_table
 
-    rows = json.loads(PAPER_TABLES.read_text())["coco_table1"]["rows"]
-    ap = {method: value for backbone, epochs, method, value, *_ in rows if (backbone, epochs) == ("R50", 12)}
+    table = paper_table("coco_table1")
+    ap = {method: table.find(backbone="R50", epochs=12, method=method)["AP"].number
+          for method in ("Deformable-DETR", "H-Deformable-DETR")}
     return ap["H-Deformable-DETR"] - ap["Deformable-DETR"]
 
 
