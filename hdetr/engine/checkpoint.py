@@ -23,7 +23,7 @@ import os
 import random
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Callable
 
 import numpy as np
 import torch
@@ -54,14 +54,11 @@ def _remove_stale_temporaries(path: Path) -> None:
             pass
 
 
-def save_atomic(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to ``path`` so that readers see the old file or the new one, never a torn one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(path)
+def _write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> Path:
+    """``write`` into a temporary file beside ``path``, fsync it, then rename it over ``path``."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "wb") as f:
-        torch.save(obj, f)
+        write(f)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -69,17 +66,18 @@ def save_atomic(obj: Any, path: str | Path) -> Path:
     return path
 
 
+def save_atomic(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` to ``path`` so that readers see the old file or the new one, never a torn one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(path)
+    return _write_atomic(path, lambda f: torch.save(obj, f))
+
+
 def copy_atomic(src: str | Path, dst: str | Path) -> Path:
     """Copy a finished checkpoint (e.g. last -> best) with the same all-or-nothing guarantee."""
-    src, dst = Path(src), Path(dst)
-    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
-    with open(src, "rb") as fin, open(tmp, "wb") as fout:
-        shutil.copyfileobj(fin, fout, length=16 << 20)
-        fout.flush()
-        os.fsync(fout.fileno())
-    os.replace(tmp, dst)
-    _fsync_dir(dst.parent)
-    return dst
+    with open(src, "rb") as fin:
+        return _write_atomic(Path(dst), lambda f: shutil.copyfileobj(fin, f, length=16 << 20))
 
 
 # ---------------------------------------------------------------- random states
