@@ -21,6 +21,7 @@ import pytest
 import torch
 
 from hdetr.ops import cuda_backend
+from hdetr.ops.compiled_function import CompiledMSDeformAttn
 
 CI_ARCH_LIST = "8.0;9.0"
 
@@ -171,5 +172,5 @@ def test_emulated_kernels_gradcheck_float64(emulated):
         device="cpu")
     args = (value.requires_grad_(), locations.requires_grad_(), weights.requires_grad_())
     assert torch.autograd.gradcheck(
-        lambda v, loc, w: cases._KernelFunction.apply(emulated, v, shapes, starts, loc, w), args, eps=1e-6,
+        lambda v, loc, w: CompiledMSDeformAttn.apply(emulated, v, shapes, starts, loc, w), args, eps=1e-6,
         atol=1e-5)
