@@ -92,11 +92,15 @@ def infer_backbone(state_dict: dict, source: str) -> str:
     if "backbone.0.body.patch_embed.proj.weight" in state_dict:
         embed_dim = state_dict["backbone.0.body.patch_embed.proj.weight"].shape[0]
         depth = len(_indices(state_dict, "backbone.0.body.layers.2.blocks."))
-        names = {(96, 6): "swin_tiny", (96, 18): "swin_small", (128, 18): "swin_base", (192, 18): "swin_large"}
-        if (embed_dim, depth) not in names:
-            raise UserError(f"official checkpoint: {source}: Swin backbone with embed dim {embed_dim} and "
-                            f"{depth} blocks in stage 3 is not one of swin_tiny/small/base/large")
-        return names[(embed_dim, depth)]
+        rows = _shape(state_dict, "backbone.0.body.layers.0.blocks.0.attn.relative_position_bias_table", source)[0]
+        window = (round(rows ** 0.5) + 1) // 2  # the table has (2 * window - 1) ** 2 rows
+        names = {(96, 6, 7): "swin_tiny", (96, 18, 7): "swin_small", (128, 18, 7): "swin_base",
+                 (192, 18, 7): "swin_large", (192, 18, 12): "swin_large_window12"}
+        if (embed_dim, depth, window) not in names:
+            raise UserError(f"official checkpoint: {source}: Swin backbone with embed dim {embed_dim}, "
+                            f"{depth} blocks in stage 3 and {rows}-row relative position tables is not one of "
+                            f"{', '.join(names.values())}")
+        return names[(embed_dim, depth, window)]
     blocks = len(_indices(state_dict, "backbone.0.body.layer3."))
     bottleneck = "backbone.0.body.layer1.0.conv3.weight" in state_dict
     if not bottleneck and blocks == 2:
@@ -266,7 +270,7 @@ def from_official_checkpoint(path_or_state_dict: Any, **overrides: Any) -> HDefo
     and the rest one-to-many (a total of 300 or less is the baseline). The number of
     attention heads cannot be read from the weights: it comes from the checkpoint's args,
     or ``nheads=...``, or the official default 8. Swin checkpoints use the official Swin key
-    names (``backbone.0.body.layers.N.blocks...``) and are mapped to timm's modules.
+    names (``backbone.0.body.layers.N.blocks...``) and are mapped to this project's (timm's) names.
     """
     state_dict, args, source = read_official_checkpoint(path_or_state_dict)
     config = infer_config(state_dict, args, overrides, source)

@@ -37,6 +37,7 @@ BACKBONES = (
     "swin_small",
     "swin_base",
     "swin_large",
+    "swin_large_window12",
 )
 
 

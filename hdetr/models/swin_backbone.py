@@ -1,46 +1,48 @@
-"""Swin Transformer backbones (tiny/small/base/large) from timm, shaped like the official one.
+"""Swin Transformer backbones (tiny/small/base/large, large with 12x12 windows) as the official H-DETR builds them.
 
 The official H-DETR Swin returns stages 1-3 (strides 8/16/32), each passed through its
-own LayerNorm (``norm1..norm3``), as NCHW maps. timm provides the stages; images are
-padded to a multiple of the patch size as the official patch embedding does.
+own LayerNorm (``norm1..norm3``), as NCHW maps. The stages are
+``hdetr.models.swin_transformer``'s, which compute what the official ones compute at any
+input size (where that differs from timm's is said there).
 """
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from hdetr.checkpoint_files import load_exactly
+from hdetr.models import official_swin_keys
 from hdetr.models.pretrained import read_state_dict, strip_wrapper_prefix
+from hdetr.models.swin_transformer import PatchEmbed, SwinArchitecture, SwinStage, init_weights
 
 SWIN_VARIANTS = {
-    "swin_tiny": ("swin_tiny_patch4_window7_224", 96),
-    "swin_small": ("swin_small_patch4_window7_224", 96),
-    "swin_base": ("swin_base_patch4_window7_224", 128),
-    "swin_large": ("swin_large_patch4_window7_224", 192),
+    "swin_tiny": SwinArchitecture(96, (2, 2, 6, 2), (3, 6, 12, 24), window_size=7),
+    "swin_small": SwinArchitecture(96, (2, 2, 18, 2), (3, 6, 12, 24), window_size=7),
+    "swin_base": SwinArchitecture(128, (2, 2, 18, 2), (4, 8, 16, 32), window_size=7),
+    "swin_large": SwinArchitecture(192, (2, 2, 18, 2), (6, 12, 24, 48), window_size=7),
+    "swin_large_window12": SwinArchitecture(192, (2, 2, 18, 2), (6, 12, 24, 48), window_size=12),
 }
-_PATCH = 4
 
 
 class SwinBody(nn.Module):
-    """Patch embedding + the four timm stages + one LayerNorm per returned stage."""
+    """Patch embedding + the four stages + one LayerNorm per returned stage."""
 
-    def __init__(self, timm_name: str, embed_dim: int, out_indices: tuple[int, ...], drop_path_rate: float):
+    def __init__(self, arch: SwinArchitecture, out_indices: tuple[int, ...], drop_path_rate: float):
         super().__init__()
-        import timm
-
-        model = timm.create_model(timm_name, pretrained=False, num_classes=0, dynamic_img_size=True,
-                                  drop_path_rate=drop_path_rate)
-        self.timm_model_name = timm_name
-        self.patch_embed = model.patch_embed
-        self.layers = model.layers
+        self.patch_embed = PatchEmbed(arch.patch_size, arch.embed_dim)
+        rates = torch.linspace(0, drop_path_rate, sum(arch.depths)).tolist()
+        self.layers = nn.ModuleList()
+        for i, (depth, heads) in enumerate(zip(arch.depths, arch.num_heads)):
+            start = sum(arch.depths[:i])
+            self.layers.append(SwinStage(arch.stage_dim(i), depth, heads, arch.window_size, arch.mlp_ratio,
+                                         rates[start:start + depth], downsample=i > 0))
         self.out_indices = out_indices
         for i in out_indices:
-            self.add_module(f"norm{i}", nn.LayerNorm(embed_dim * 2 ** i))
+            self.add_module(f"norm{i}", nn.LayerNorm(arch.stage_dim(i)))
+        self.apply(init_weights)
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
-        height, width = images.shape[-2:]
-        images = F.pad(images, (0, (-width) % _PATCH, 0, (-height) % _PATCH))
+        """``images`` ``[B, 3, H, W]`` -> one ``[B, C_i, H_i, W_i]`` map per returned stage."""
         x = self.patch_embed(images)  # [B, H/4, W/4, C], channels last
         features = []
         for i, stage in enumerate(self.layers):
@@ -56,21 +58,22 @@ class SwinBackbone(nn.Module):
 
     def __init__(self, name: str, multi_level: bool, drop_path_rate: float, pretrained: str | None = None):
         super().__init__()
-        timm_name, embed_dim = SWIN_VARIANTS[name]
+        arch = SWIN_VARIANTS[name]
         out_indices = (1, 2, 3) if multi_level else (3,)
-        self.body = SwinBody(timm_name, embed_dim, out_indices, drop_path_rate)
+        self.body = SwinBody(arch, out_indices, drop_path_rate)
         self.strides = [8, 16, 32][-len(out_indices):]
-        self.num_channels = [embed_dim * 2 ** i for i in out_indices]
+        self.num_channels = [arch.stage_dim(i) for i in out_indices]
         if pretrained:
             self._load_imagenet(pretrained, name)
 
     def _load_imagenet(self, path: str, name: str) -> None:
-        from timm.models.swin_transformer import checkpoint_filter_fn
-
         weights = strip_wrapper_prefix(read_state_dict(path))
-        weights = checkpoint_filter_fn(weights, self.body)
-        # the classification head and final norm have no counterpart in a detector backbone
-        weights = {k: v for k, v in weights.items() if not k.startswith(("head.", "norm."))}
+        if official_swin_keys.is_official_layout(weights):
+            weights = {own: v for k, v in weights.items() if (own := official_swin_keys.local_to_own(k)) is not None}
+        # the classification head and final norm have no counterpart in a detector backbone;
+        # index tables and masks are constants rebuilt here
+        weights = {k: v for k, v in weights.items()
+                   if not k.startswith(("head.", "norm.")) and not official_swin_keys.is_constant_buffer(k)}
         own = self.body.state_dict()
         for key, value in own.items():  # the per-stage output norms are new: keep their init
             if key.startswith("norm") and key not in weights:
@@ -79,4 +82,3 @@ class SwinBackbone(nn.Module):
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         return self.body(images)
-
