@@ -48,7 +48,7 @@ class ModelConfig(Config):
     pretrained_backbone: str | None = None  # local file with ImageNet (or other) weights
     freeze_stem: bool = True  # official recipe: stem + layer1 frozen (they come pre-trained)
     dilation: bool = False
-    drop_path_rate: float = 0.2  # Swin only
+    drop_path_rate: float = 0.2  # Swin only: stochastic depth of the last block (0 for the first), train mode only
     # --- transformer ---
     num_classes: int = 91
     hidden_dim: int = 256
@@ -115,6 +115,8 @@ class ModelConfig(Config):
             raise bad(f"hidden_dim={self.hidden_dim} must be even (sine position encoding)")
         if not 0.0 <= self.dropout < 1.0:
             raise bad(f"dropout={self.dropout} must be in [0, 1)")
+        if not 0.0 <= self.drop_path_rate < 1.0:
+            raise bad(f"drop_path_rate={self.drop_path_rate} must be in [0, 1)")
         if self.mixed_selection and not self.two_stage:
             raise bad("mixed_selection=True needs two_stage=True (queries are selected from proposals)")
         if self.two_stage and not self.with_box_refine:
