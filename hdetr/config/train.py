@@ -42,6 +42,8 @@ class TrainConfig(Config):
     # --- checkpoints and logs ---
     checkpoint_every_iters: int = 0  # extra mid-epoch checkpoints (0 = only at epoch ends)
     log_every_iters: int = 10  # metrics.jsonl / TensorBoard rows
+    # every N steps, an "assignments" row (positives per object, matched IoU per group and layer; 0 = off)
+    assignment_stats_every_iters: int = 0
     tensorboard: bool = True
     progress: bool = True  # tqdm bars (rank 0 only)
     # --- hardware ---
@@ -65,7 +67,7 @@ class TrainConfig(Config):
             if getattr(self, name) < 1:
                 raise bad(f"{name}={getattr(self, name)} must be >= 1")
         for name in ("max_iters", "eval_every_epochs", "eval_every_iters", "eval_max_images", "checkpoint_every_iters",
-                     "num_threads"):
+                     "assignment_stats_every_iters", "num_threads"):
             if getattr(self, name) < 0:
                 raise bad(f"{name}={getattr(self, name)} must be >= 0")
         if self.lr_drop_epochs is not None:

@@ -14,7 +14,10 @@ the previous row over all processes; ``lr`` is the main group's rate, ``lr_backb
 epochs and ``iter`` batches of the next one (``iter`` 0 at epoch ends); AP values are
 fractions (0.487 = 48.7 AP), -1 where COCO has no such objects. ``time`` is seconds
 since the run first started (resumes continue the count); an ``error`` row records why
-a run stopped early (a non-finite loss).
+a run stopped early (a non-finite loss). With ``train.assignment_stats_every_iters`` an
+``assignments`` row every N steps holds that step's ``{group}/layer{i}/positives``
+(matched queries per object) and ``{group}/layer{i}/matched_iou`` (``enc`` for the
+encoder proposals); see ``hdetr.matching.record_stats``.
 """
 from __future__ import annotations
 

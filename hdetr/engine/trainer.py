@@ -235,7 +235,11 @@ class Trainer:
         targets = _to_device(targets, self.device)
         with self._autocast():
             outputs = self.ddp_model(images)
-        loss_dict = self.criterion(_float32(outputs), targets, epoch=p.epoch)
+        every = self.tc.assignment_stats_every_iters
+        record = bool(every) and (p.global_step + 1) % every == 0
+        loss_dict = self.criterion(_float32(outputs), targets, epoch=p.epoch, record=record)
+        if record:
+            self._log_assignment_stats(targets)
         weights = self.criterion.weight_dict
         total = sum(loss_dict[k] * weights[k] for k in weights if k in loss_dict)
         logged = mean_over_processes({**loss_dict, "loss": total})
@@ -254,6 +258,17 @@ class Trainer:
         self.optimizer.step()
         logged["grad_norm"] = float(grad_norm)
         return logged
+
+    def _log_assignment_stats(self, targets: list[dict]) -> None:
+        """An ``assignments`` row: this step's positives and matched IoU per group and layer
+        (the main process's batch; see hdetr.matching.record_stats)."""
+        from hdetr.matching.record_stats import stats_to_row, summarize_records
+
+        p = self.progress
+        stats = summarize_records(self.criterion.last_assignments, [len(t["labels"]) for t in targets])
+        self.logger.log({"type": "assignments", "epoch": p.epoch, "iter": p.batches_done, "step": p.global_step + 1,
+                         **stats_to_row(stats), "time": round(self.elapsed(), 3)})
+        self.criterion.last_assignments = []
 
     def _autocast(self):
         """bf16 autocast on CUDA (no loss scaling needed for bf16); plain float32 elsewhere."""

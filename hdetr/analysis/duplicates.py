@@ -1,0 +1,169 @@
+"""Duplicates and NMS per branch: the paper's Table 13 argument at any scale.
+
+H-DETR keeps only the one-to-one branch at inference because one-to-one matching
+teaches it to put a single box on each object, while the one-to-many branch, trained to
+put K boxes on each object, needs NMS (paper, Table 13: 13.5 AP without NMS, 48.6 with
+it). Here:
+
+- ``count_duplicates`` counts, for each ground-truth object, the predictions above a
+  score threshold whose IoU with it exceeds an IoU threshold; every one after the first
+  is a duplicate.
+- ``nms_detections`` turns raw outputs into detections (top-k over query x class, as the
+  model's post-processing) with or without class-wise NMS (``torchvision.ops.batched_nms``).
+- ``branch_table`` evaluates each branch without and with NMS on a dataset with
+  ``hdetr.evaluation`` (COCO AP) and counts its duplicates.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+import torch
+import torchvision
+
+from hdetr.analysis.branches import BRANCHES, branch_outputs
+from hdetr.boxes import box_iou, cxcywh_to_xyxy
+from hdetr.errors import UserError
+from hdetr.models.postprocess import postprocess
+
+
+@dataclass(frozen=True)
+class DuplicateCounts:
+    """Per ground-truth object: ``hits`` [G] predictions covering it; ``duplicates`` [G] = max(hits - 1, 0)."""
+
+    hits: torch.Tensor
+    duplicates: torch.Tensor
+
+    @property
+    def num_objects(self) -> int:
+        return int(self.hits.numel())
+
+
+def _check_thresholds(score_threshold: float, iou_threshold: float) -> None:
+    for name, value in (("score_threshold", score_threshold), ("iou_threshold", iou_threshold)):
+        if not 0.0 <= value <= 1.0:
+            raise UserError(f"{name}={value} must be in [0, 1]")
+
+
+def count_duplicates(pred_boxes: torch.Tensor, pred_scores: torch.Tensor, gt_boxes: torch.Tensor, *,
+                     score_threshold: float = 0.3, iou_threshold: float = 0.6) -> DuplicateCounts:
+    """Predictions per object and duplicates per object for one image.
+
+    pred_boxes [Q, 4] and gt_boxes [G, 4]: xyxy in the same frame (pixels or normalised);
+    pred_scores [Q]: each prediction's score (its best class probability). A prediction
+    counts for an object when its score > ``score_threshold`` and its IoU with the object
+    > ``iou_threshold`` (it may count for two overlapping objects).
+    """
+    _check_thresholds(score_threshold, iou_threshold)
+    pred_boxes = torch.as_tensor(pred_boxes, dtype=torch.float32).reshape(-1, 4)
+    gt_boxes = torch.as_tensor(gt_boxes, dtype=torch.float32).reshape(-1, 4)
+    pred_scores = torch.as_tensor(pred_scores, dtype=torch.float32).reshape(-1)
+    if pred_scores.numel() != pred_boxes.shape[0]:
+        raise UserError(f"count_duplicates: {pred_scores.numel()} scores for {pred_boxes.shape[0]} boxes")
+    confident = pred_boxes[pred_scores > score_threshold]
+    if not len(gt_boxes) or not len(confident):
+        hits = torch.zeros(len(gt_boxes), dtype=torch.int64)
+    else:
+        hits = (box_iou(gt_boxes, confident)[0] > iou_threshold).sum(dim=1)
+    return DuplicateCounts(hits=hits, duplicates=(hits - 1).clamp(min=0))
+
+
+def nms_detections(outputs: dict, target_sizes: torch.Tensor, *, topk: int = 100,
+                   nms_iou: float | None = None) -> list[dict[str, torch.Tensor]]:
+    """Detections per image (``scores`` [k], ``labels`` [k], ``boxes`` [k, 4] xyxy in ``target_sizes``
+    pixels): top-k over (query, class) pairs, then, when ``nms_iou`` is given, class-wise NMS at that IoU."""
+    if nms_iou is not None and not 0.0 < nms_iou <= 1.0:
+        raise UserError(f"nms_iou={nms_iou} must be in (0, 1] (or None for no NMS)")
+    detections = postprocess(outputs, target_sizes, topk)
+    if nms_iou is None:
+        return detections
+    kept = []
+    for d in detections:
+        keep = torchvision.ops.batched_nms(d["boxes"].float(), d["scores"].float(), d["labels"], nms_iou)
+        kept.append({k: v[keep] for k, v in d.items()})
+    return kept
+
+
+@dataclass(frozen=True)
+class BranchRow:
+    """One line of the table: a branch, with or without NMS, its COCO AP / AP50 (fractions) and its
+    duplicates (``predictions_per_object``: mean hits; ``duplicates_per_object``: mean duplicates)."""
+
+    branch: str
+    nms: bool
+    AP: float
+    AP50: float
+    predictions_per_object: float
+    duplicates_per_object: float
+
+
+@torch.no_grad()
+def branch_table(model, dataset, *, max_images: int = 60, batch_size: int = 4, nms_iou: float = 0.7,
+                 score_threshold: float = 0.3, dup_iou: float = 0.6, branches: Iterable[str] | None = None,
+                 topk: int | None = None) -> list[BranchRow]:
+    """Each branch of ``model`` (default: one2one, and one2many when the model has it) without and
+    with NMS on the first ``max_images`` images of ``dataset``.
+
+    Duplicates are counted on the raw outputs (without NMS) and after NMS on the kept
+    detections, with ``score_threshold`` and ``dup_iou`` (see ``count_duplicates``).
+    """
+    from hdetr import evaluation
+    from hdetr.data import collate
+
+    if branches is None:
+        branches = [b for b in BRANCHES if b == "one2one" or getattr(model, "num_queries_one2many", 0)]
+    branches = list(branches)
+    topk = topk or model.config.topk
+    count = min(max_images, len(dataset)) if max_images else len(dataset)
+    if count < 1:
+        raise UserError("branch_table: the dataset has no images")
+    predictions = {(b, n): {} for b in branches for n in (False, True)}
+    hits = {(b, n): [] for b in branches for n in (False, True)}
+    for start in range(0, count, batch_size):
+        images, targets = collate([dataset[i] for i in range(start, min(start + batch_size, count))])
+        sizes = torch.stack([t["orig_size"] for t in targets])
+        for branch in branches:
+            outputs = branch_outputs(model, images, branch)
+            for use_nms in (False, True):
+                dets = nms_detections(outputs, sizes, topk=topk, nms_iou=nms_iou if use_nms else None)
+                for target, det, size in zip(targets, dets, sizes):
+                    predictions[(branch, use_nms)][int(target["image_id"])] = det
+                    h, w = (float(v) for v in size)
+                    gt = cxcywh_to_xyxy(target["boxes"]) * torch.tensor([w, h, w, h])
+                    # one score per box: a query listed under several labels counts once (its best)
+                    counts = count_duplicates(*_unique_boxes(det), gt, score_threshold=score_threshold,
+                                              iou_threshold=dup_iou)
+                    hits[(branch, use_nms)].append(counts.hits)
+    rows = []
+    for branch in branches:
+        for use_nms in (False, True):
+            metrics = evaluation.evaluate(dataset, predictions[(branch, use_nms)])
+            h = torch.cat(hits[(branch, use_nms)]).float()
+            rows.append(BranchRow(branch=branch, nms=use_nms, AP=float(metrics["AP"]), AP50=float(metrics["AP50"]),
+                                  predictions_per_object=float(h.mean()) if h.numel() else float("nan"),
+                                  duplicates_per_object=float((h - 1).clamp(min=0).mean()) if h.numel() else float("nan")))
+    return rows
+
+
+def _unique_boxes(det: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Boxes of the detections with their best score, each distinct box once (a query's several labels)."""
+    boxes, scores = det["boxes"], det["scores"]
+    if not len(boxes):
+        return boxes.reshape(0, 4), scores
+    unique, inverse = torch.unique(boxes, dim=0, return_inverse=True)
+    best = torch.full((len(unique),), -1.0).scatter_reduce(0, inverse, scores.float(), reduce="amax")
+    return unique, best
+
+
+def rows_to_markdown(rows: Iterable[BranchRow], paper: dict | None = None) -> str:
+    """The table as markdown; ``paper`` (branch -> {"no_nms": AP, "nms": AP}, AP in %) adds the paper's column."""
+    head = "| branch | NMS | AP | AP50 | predictions / object | duplicates / object |" + (" paper AP |" if paper else "")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        cells = [r.branch, "yes" if r.nms else "no", f"{100 * r.AP:.1f}", f"{100 * r.AP50:.1f}",
+                 f"{r.predictions_per_object:.2f}", f"{r.duplicates_per_object:.2f}"]
+        if paper:
+            value = (paper.get(r.branch) or {}).get("nms" if r.nms else "no_nms")
+            cells.append("-" if value is None else f"{value:.1f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

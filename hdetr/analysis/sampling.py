@@ -1,0 +1,107 @@
+"""Where a query looks: the deformable-attention sampling of the decoder, captured from the op's inputs.
+
+``record_sampling(model)`` is a context manager; every forward inside it records, for each
+decoder layer's cross-attention, the inputs the op received: ``locations``
+[B, Lq, heads, levels, points, 2] ((x, y) normalised to the padded feature maps), the
+softmaxed ``weights`` [B, Lq, heads, levels, points], ``spatial_shapes`` [levels, 2] and
+the layer's ``reference_points``. Nothing of the model is copied: a forward pre-hook on
+each decoder ``cross_attn`` marks the layer, and the op function the attention module
+calls is wrapped for the duration of the block.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+
+import hdetr.ops.attention_module as attention_module
+from hdetr.errors import UserError
+
+
+@dataclass
+class LayerSampling:
+    """The op inputs of one decoder layer's cross-attention (see the module docstring for shapes)."""
+
+    layer: int
+    reference_points: torch.Tensor
+    locations: torch.Tensor
+    weights: torch.Tensor
+    spatial_shapes: torch.Tensor
+
+    def for_query(self, query: int, image_index: int = 0) -> dict[str, torch.Tensor]:
+        """``reference`` [levels, 2 or 4], ``locations`` [heads, levels, points, 2], ``weights``
+        [heads, levels, points] of one query of one image."""
+        if not 0 <= query < self.locations.shape[1]:
+            raise UserError(f"query={query} is out of range: layer {self.layer} ran {self.locations.shape[1]} queries")
+        return {"reference": self.reference_points[image_index, query],
+                "locations": self.locations[image_index, query], "weights": self.weights[image_index, query]}
+
+
+@contextlib.contextmanager
+def record_sampling(model):
+    """Yields a list that fills with one LayerSampling per decoder layer per forward run in the block."""
+    layers = model.transformer.decoder.layers
+    captured: list[LayerSampling] = []
+    current: dict = {}
+    original = attention_module.multi_scale_deformable_attention
+
+    def wrapped(value, spatial_shapes, level_start_index, locations, weights, **kwargs):
+        if current:
+            captured.append(LayerSampling(layer=current["layer"], reference_points=current["reference"],
+                                          locations=locations.detach().cpu(), weights=weights.detach().cpu(),
+                                          spatial_shapes=spatial_shapes.detach().cpu()))
+            current.clear()
+        return original(value, spatial_shapes, level_start_index, locations, weights, **kwargs)
+
+    def pre_hook(layer_index):
+        def hook(module, args):
+            current.update(layer=layer_index, reference=args[1].detach().cpu())
+        return hook
+
+    handles = [layer.cross_attn.register_forward_pre_hook(pre_hook(i)) for i, layer in enumerate(layers)]
+    attention_module.multi_scale_deformable_attention = wrapped
+    try:
+        yield captured
+    finally:
+        attention_module.multi_scale_deformable_attention = original
+        for handle in handles:
+            handle.remove()
+
+
+def sampling_points_in_pixels(sampling: dict[str, torch.Tensor], height: int, width: int) -> torch.Tensor:
+    """Normalised sampling locations [heads, levels, points, 2] -> pixels of an unpadded ``height`` x ``width``
+    image (batch of one, so the padded maps cover exactly the image)."""
+    scale = torch.tensor([width, height], dtype=torch.float32)
+    return sampling["locations"].float() * scale
+
+
+def draw_query_sampling(image: torch.Tensor, sampling: dict[str, torch.Tensor], *, title: str = "", ax=None):
+    """The image with one query's sampling points: colour = feature level, size = attention weight,
+    marker = head (the reference point as a white cross). Returns the Axes."""
+    import matplotlib.pyplot as plt
+
+    from hdetr.viz.image import image_size, to_display
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 5))
+    height, width = image_size(image)
+    ax.imshow(to_display(image))
+    points = sampling_points_in_pixels(sampling, height, width)
+    weights = sampling["weights"].float()
+    heads, levels, _, _ = points.shape
+    markers = "os^vD<>Pp*"
+    level_colours = plt.get_cmap("viridis")(torch.linspace(0, 0.9, levels).tolist())
+    for h in range(heads):
+        for l in range(levels):
+            ax.scatter(points[h, l, :, 0], points[h, l, :, 1], s=20 + 400 * weights[h, l],
+                       marker=markers[h % len(markers)], color=level_colours[l], edgecolors="black",
+                       linewidths=0.4, alpha=0.85, label=f"level {l}" if h == 0 else None)
+    ref = sampling["reference"][0, :2].float() * torch.tensor([width, height])
+    ax.scatter([ref[0]], [ref[1]], marker="X", s=120, color="white", edgecolors="black", label="reference point")
+    ax.set_xlim(0, width)
+    ax.set_ylim(height, 0)
+    ax.axis("off")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return ax
