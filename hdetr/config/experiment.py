@@ -17,7 +17,7 @@ from typing import Any, Iterable
 import yaml
 
 from hdetr.config.base import Config, ConfigError
-from hdetr.config.data import DataConfig
+from hdetr.config.data import SCALE_PRESETS, DataConfig
 from hdetr.config.model import ModelConfig
 from hdetr.config.train import TrainConfig
 
@@ -34,6 +34,7 @@ class ExperimentConfig(Config):
     name: str = ""  # the preset it came from, for logs and reports
 
     def validate(self) -> None:
+        self._check_two_stage_room()
         if self.model.scheme == "hybrid_epoch" and self.model.num_epochs != self.train.epochs:
             raise ConfigError(
                 f"ExperimentConfig: model.num_epochs={self.model.num_epochs} (the schedule the epoch scheme's "
@@ -44,6 +45,21 @@ class ExperimentConfig(Config):
                 f"ExperimentConfig: train.lr_drop_epochs={self.train.lr_drop_epochs} has a drop after the "
                 f"last epoch (train.epochs={self.train.epochs})"
             )
+
+    def _check_two_stage_room(self) -> None:
+        """Two-stage selection takes all training queries from the encoder positions: refuse, now, a
+        config whose smallest augmented image has fewer positions than that (not a crash mid-run)."""
+        m = self.model
+        if not m.two_stage:
+            return
+        side = min(SCALE_PRESETS[self.data.scale_preset].train_scales)  # every training image's shorter side >= it
+        positions = m.encoder_positions(side, side)
+        if m.num_queries > positions:
+            raise ConfigError(
+                f"ExperimentConfig: two-stage selection needs model.num_queries_one2one + model.num_queries_one2many "
+                f"= {m.num_queries_one2one} + {m.num_queries_one2many} = {m.num_queries} encoder positions, but the "
+                f"smallest training image of data.scale_preset={self.data.scale_preset!r} ({side}x{side} px) has only "
+                f"{positions}; use at most {positions} queries, larger images or more model.num_feature_levels")
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)

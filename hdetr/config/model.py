@@ -25,6 +25,7 @@ hybrid_layer    ``num_queries_one2one`` (one set of N)     the first ``one2many_
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from hdetr.config.base import Config, ConfigError
 
@@ -92,6 +93,16 @@ class ModelConfig(Config):
     def num_queries(self) -> int:
         """Total decoder queries in training (one-to-one group first, then one-to-many)."""
         return self.num_queries_one2one + self.num_queries_one2many
+
+    def encoder_positions(self, height: int, width: int) -> int:
+        """Encoder tokens (all feature levels) for a padded input of ``height`` x ``width`` pixels:
+        the candidates two-stage selection takes its ``num_queries`` proposals from."""
+        strides = [32] if self.num_feature_levels == 1 else [8, 16, 32]
+        if self.dilation:
+            strides[-1] //= 2
+        while len(strides) < self.num_feature_levels:  # extra levels: stride-2 convs on the last map
+            strides.append(2 * strides[-1])
+        return sum(math.ceil(height / s) * math.ceil(width / s) for s in strides[:self.num_feature_levels])
 
     def validate(self) -> None:
         def bad(msg: str) -> ConfigError:

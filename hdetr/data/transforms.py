@@ -28,30 +28,12 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 from hdetr.boxes import xyxy_to_cxcywh
+from hdetr.config.data import SCALE_PRESETS, ScalePreset
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-@dataclasses.dataclass(frozen=True)
-class ScalePreset:
-    """Sizes of the recipe, in pixels of the shorter image side (max_size: longer side)."""
-
-    train_scales: tuple[int, ...]
-    max_size: int
-    crop_resize: tuple[int, ...]
-    crop_range: tuple[int, int]
-    eval_size: int
-
-
-SCALE_PRESETS = {
-    # The official COCO recipe.
-    "coco": ScalePreset(tuple(range(480, 801, 32)), 1333, (400, 500, 600), (384, 600), 800),
-    # The same ratios at 0.4x, for 256-512 px images.
-    "small": ScalePreset(tuple(range(192, 321, 16)), 533, (160, 200, 240), (152, 240), 320),
-    # The same ratios at 0.16x, for the 128 px synthetic benchmark.
-    "synthetic": ScalePreset(tuple(range(80, 129, 8)), 213, (64, 80, 96), (64, 96), 128),
-}
 
 
 def _image_size(flat_inputs: list[Any]) -> tuple[int, int]:
