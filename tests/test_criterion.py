@@ -68,15 +68,7 @@ def test_branch_last_layer_matches_equal_the_official_indices(fixture):
     criterion = build_criterion(fixture_config(fixture))
     criterion(fixture["train_outputs"], targets_of(fixture), record=True)
     last = fixture["config"]["dec_layers"] - 1
-    for group, expected in (("one2one", fixture["match_one2one_final"]),
-                            ("one2many", fixture["match_one2many_final"])):
-        records = sorted((r for r in criterion.last_assignments if r.layer == last and r.group == group),
-                         key=lambda r: r.image_index)
-        assert len(records) == len(expected)
-        for record, (queries, targets) in zip(records, expected):
-            size = len(fixture["targets"][record.image_index]["labels"])
-            assert record.query_indices.tolist() == queries.tolist()
-            assert (record.target_indices + size * record.copy_indices).tolist() == targets.tolist()
+    assert_final_matchings_official(criterion, fixture, last)
 
 
 def test_records_give_k_one2many_positives_and_one_one2one_positive_per_box(fixture):
@@ -242,3 +234,16 @@ def test_without_aux_loss_the_encoder_loss_is_logged_but_not_weighted_as_in_the_
     assert float(criterion.total_loss(losses)) == pytest.approx(expected, rel=1e-6)
     for key in ("loss_ce", "loss_bbox", "loss_giou", "loss_ce_one2many"):
         assert_official(losses[key], fixture["loss_dict"][key], key)
+
+
+def assert_final_matchings_official(criterion, fixture, last):
+    """The ``last`` decoder layer's matchings (both groups) of ``criterion``'s recorded call equal the fixture's."""
+    for group, expected in (("one2one", fixture["match_one2one_final"]),
+                            ("one2many", fixture["match_one2many_final"])):
+        records = sorted((r for r in criterion.last_assignments if r.layer == last and r.group == group),
+                         key=lambda r: r.image_index)
+        assert len(records) == len(expected)
+        for record, (queries, targets) in zip(records, expected):
+            size = len(fixture["targets"][record.image_index]["labels"])
+            assert record.query_indices.tolist() == queries.tolist()
+            assert (record.target_indices + size * record.copy_indices).tolist() == targets.tolist()

@@ -56,6 +56,19 @@ def _assert_close(actual, expected, name, atol=1e-4):
         assert diff <= atol, f"{name}: max abs difference {diff}"
 
 
+def assert_detections_match_official(results, official_results, topk):
+    """Each image's detections equal the official ones as sets (score 1e-4, box 1e-3 px)."""
+    for got, want in zip(results, official_results):
+        assert len(got["scores"]) == len(want["scores"]) == topk
+        unmatched = list(range(len(want["scores"])))
+        for score, label, box in zip(got["scores"], got["labels"], got["boxes"]):
+            hit = next((j for j in unmatched if want["labels"][j] == label
+                        and abs(want["scores"][j] - score) <= 1e-4
+                        and (want["boxes"][j] - box).abs().max() <= 1e-3), None)
+            assert hit is not None, f"detection {label.item()} {score.item():.5f} {box.tolist()} not in official"
+            unmatched.remove(hit)
+
+
 def test_config_read_from_official_flags(model, fixture):
     config, expected = model.config, fixture["config"]
     for name in ("enc_layers", "dec_layers", "dim_feedforward", "num_queries_one2one", "num_queries_one2many",
@@ -89,15 +102,7 @@ def test_eval_outputs_and_detections_match_official(model, fixture):
     assert outputs["pred_logits_one2many"].shape[1] == 0
     sizes = torch.stack([t["orig_size"] for t in fixture["targets"]])
     results = model.postprocess(outputs, sizes)
-    for got, want in zip(results, fixture["eval_results"]):
-        assert len(got["scores"]) == len(want["scores"]) == model.config.topk
-        unmatched = list(range(len(want["scores"])))
-        for score, label, box in zip(got["scores"], got["labels"], got["boxes"]):
-            hit = next((j for j in unmatched if want["labels"][j] == label
-                        and abs(want["scores"][j] - score) <= 1e-4
-                        and (want["boxes"][j] - box).abs().max() <= 1e-3), None)
-            assert hit is not None, f"detection {label.item()} {score.item():.5f} {box.tolist()} not in official"
-            unmatched.remove(hit)
+    assert_detections_match_official(results, fixture["eval_results"], model.config.topk)
 
 
 def test_predict_uses_eval_mode_and_restores_training(model, fixture):

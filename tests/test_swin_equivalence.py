@@ -9,8 +9,8 @@ import torch
 
 from hdetr.checkpoint_io import from_official_checkpoint, to_official_state_dict
 from hdetr.losses import build_criterion
-from test_criterion import assert_official, targets_of
-from test_model_equivalence import _assert_close, _recipe
+from test_criterion import assert_final_matchings_official, assert_official, targets_of
+from test_model_equivalence import _assert_close, _recipe, assert_detections_match_official
 
 FIXTURE = Path(__file__).parent / "fixtures" / "official_public_fixture_swin.pt"
 
@@ -49,15 +49,7 @@ def test_train_outputs_losses_and_matchings_match_official(model, fixture):
         assert_official(losses[key].detach(), expected, key)
     assert criterion.total_loss(losses).item() == pytest.approx(fixture["total_loss"], rel=1e-4)
     last = model.config.dec_layers - 1
-    for group, expected in (("one2one", fixture["match_one2one_final"]),
-                            ("one2many", fixture["match_one2many_final"])):
-        records = sorted((r for r in criterion.last_assignments if r.layer == last and r.group == group),
-                         key=lambda r: r.image_index)
-        assert len(records) == len(expected)
-        for record, (queries, targets) in zip(records, expected):
-            size = len(fixture["targets"][record.image_index]["labels"])
-            assert record.query_indices.tolist() == queries.tolist()
-            assert (record.target_indices + size * record.copy_indices).tolist() == targets.tolist()
+    assert_final_matchings_official(criterion, fixture, last)
 
 
 def test_eval_outputs_and_detections_match_official(model, fixture):
@@ -66,15 +58,7 @@ def test_eval_outputs_and_detections_match_official(model, fixture):
         outputs = model(fixture["padded"], fixture["pad_mask"])
     _assert_close({k: outputs[k] for k in fixture["eval_outputs"]}, fixture["eval_outputs"], "eval")
     sizes = torch.stack([t["orig_size"] for t in fixture["targets"]])
-    for got, want in zip(model.postprocess(outputs, sizes), fixture["eval_results"]):
-        assert len(got["scores"]) == len(want["scores"]) == model.config.topk
-        unmatched = list(range(len(want["scores"])))
-        for score, label, box in zip(got["scores"], got["labels"], got["boxes"]):
-            hit = next((j for j in unmatched if want["labels"][j] == label
-                        and abs(want["scores"][j] - score) <= 1e-4
-                        and (want["boxes"][j] - box).abs().max() <= 1e-3), None)
-            assert hit is not None, f"detection {label.item()} {score.item():.5f} {box.tolist()} not in official"
-            unmatched.remove(hit)
+    assert_detections_match_official(model.postprocess(outputs, sizes), fixture["eval_results"], model.config.topk)
 
 
 def test_gradients_match_official_grad_norm(model, fixture):
