@@ -43,6 +43,9 @@ SCALE_PRESETS = {
     "small": ScalePreset(tuple(range(192, 321, 16)), 533, (160, 200, 240), (152, 240), 320),
     # The same ratios at 0.16x, for the 128 px synthetic benchmark.
     "synthetic": ScalePreset(tuple(range(80, 129, 8)), 213, (64, 80, 96), (64, 96), 128),
+    # 192 px synthetic images, the smallest training side 128 px: room for n + T = 100 + 200 two-stage
+    # queries with 3 feature levels (336 encoder positions; the 128 px preset's 80 px side has 134).
+    "synthetic_192": ScalePreset(tuple(range(128, 193, 8)), 320, (112, 128, 144), (112, 144), 192),
 }
 
 
@@ -68,6 +71,8 @@ class DataConfig(Config):
     synthetic_val_images: int = 0  # validation images; 0 = the kind's default
     synthetic_seed: int = 0
     synthetic_image_size: int = 128
+    synthetic_classes: int = 0  # categories drawn from the kind's catalogue; 0 = the kind's default
+    synthetic_objects: list[int] | None = None  # [min, max] objects per image; None = the kind's default
 
     def validate(self) -> None:
         def bad(msg: str) -> ConfigError:
@@ -86,6 +91,11 @@ class DataConfig(Config):
         for name in ("synthetic_images", "synthetic_val_images"):
             if getattr(self, name) < 0:
                 raise bad(f"{name}={getattr(self, name)} must be >= 0 (0: the default)")
+        if self.synthetic_classes < 0:
+            raise bad(f"synthetic_classes={self.synthetic_classes} must be >= 0 (0: the default)")
+        if self.synthetic_objects is not None and not (
+                len(self.synthetic_objects) == 2 and 1 <= self.synthetic_objects[0] <= self.synthetic_objects[1] <= 100):
+            raise bad(f"synthetic_objects={self.synthetic_objects} must be [min, max] with 1 <= min <= max <= 100")
         if self.synthetic_image_size < 32:
             raise bad(f"synthetic_image_size={self.synthetic_image_size} must be >= 32")
 

@@ -30,6 +30,8 @@ class TrainConfig(Config):
     epochs: int = 12
     lr_drop: int = 11  # StepLR: lr x0.1 every lr_drop epochs
     lr_drop_epochs: list[int] | None = None  # MultiStepLR milestones instead of lr_drop
+    # also lr x0.1 after these optimiser steps (short runs of less than an epoch's schedule)
+    lr_drop_iters: list[int] | None = None
     batch_size: int = 2  # per process
     seed: int = 42
     # --- budget (CPU runs; 0 = no limit) ---
@@ -73,5 +75,8 @@ class TrainConfig(Config):
         if self.lr_drop_epochs is not None:
             if any(e < 1 for e in self.lr_drop_epochs) or list(self.lr_drop_epochs) != sorted(self.lr_drop_epochs):
                 raise bad(f"lr_drop_epochs={self.lr_drop_epochs} must be increasing epochs >= 1")
+        if self.lr_drop_iters is not None:
+            if any(e < 1 for e in self.lr_drop_iters) or list(self.lr_drop_iters) != sorted(set(self.lr_drop_iters)):
+                raise bad(f"lr_drop_iters={self.lr_drop_iters} must be increasing optimiser steps >= 1")
         if self.device not in ("auto", "cpu", "cuda"):
             raise bad(f"device={self.device!r} is not one of auto, cpu, cuda")

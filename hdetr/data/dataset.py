@@ -166,7 +166,9 @@ def build_dataset(data_config: DataConfig, split: str) -> CocoDetection:
 
         root = ensure_dataset(data_config.kind, num_images=data_config.synthetic_images or None,
                               num_val_images=data_config.synthetic_val_images or None,
-                              seed=data_config.synthetic_seed, image_size=data_config.synthetic_image_size)
+                              seed=data_config.synthetic_seed, image_size=data_config.synthetic_image_size,
+                              num_classes=data_config.synthetic_classes or None,
+                              objects_per_image=data_config.synthetic_objects)
     train = split == "train" and data_config.augment
     return CocoDetection(
         root / annotations, root / images, kind=data_config.kind,

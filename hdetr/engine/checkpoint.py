@@ -74,6 +74,13 @@ def save_atomic(obj: Any, path: str | Path) -> Path:
     return _write_atomic(path, lambda f: torch.save(obj, f))
 
 
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` all-or-nothing, as ``save_atomic``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return _write_atomic(path, lambda f: f.write(text.encode()))
+
+
 def copy_atomic(src: str | Path, dst: str | Path) -> Path:
     """Copy a finished checkpoint (e.g. last -> best) with the same all-or-nothing guarantee."""
     with open(src, "rb") as fin:

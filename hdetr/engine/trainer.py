@@ -256,6 +256,11 @@ class Trainer:
         if not math.isfinite(float(grad_norm)):
             self._diverged(f"grad_norm={float(grad_norm)} (loss={logged['loss']:.6g})", "gradient")
         self.optimizer.step()
+        if self.tc.lr_drop_iters and p.global_step + 1 in self.tc.lr_drop_iters:
+            # on top of the per-epoch schedule (StepLR scales the group's current lr); the dropped lr is in
+            # the optimiser state, so a resumed run continues from it
+            for group in self.optimizer.param_groups:
+                group["lr"] *= 0.1
         logged["grad_norm"] = float(grad_norm)
         return logged
 

@@ -28,14 +28,15 @@ MARKER = "synthetic.json"
 
 def generate(kind: str = "coco", out_dir: str | os.PathLike = ".", *, num_images: int | None = None,
              num_val_images: int | None = None, seed: int = 0, image_size: int = 128,
-             num_classes: int | None = None) -> Path:
+             num_classes: int | None = None, objects_per_image: tuple[int, int] | None = None) -> Path:
     """Write a synthetic dataset into ``out_dir`` and return its path.
 
     ``num_images`` training images (default per kind), ``num_val_images`` validation
     images, square images of ``image_size`` px, the first ``num_classes`` classes of
-    the kind's catalogue. Same arguments, same bytes.
+    the kind's catalogue, ``objects_per_image`` = (min, max) objects drawn per image
+    (default per kind). Same arguments, same bytes.
     """
-    spec = make_spec(kind, num_images, num_val_images, seed, image_size, num_classes)
+    spec = make_spec(kind, num_images, num_val_images, seed, image_size, num_classes, objects_per_image)
     return write_dataset(spec, out_dir)
 
 
@@ -45,18 +46,20 @@ def _cache_root() -> Path:
 
 
 def default_dataset_dir(kind: str = "coco", *, num_images: int | None = None, num_val_images: int | None = None,
-                        seed: int = 0, image_size: int = 128, num_classes: int | None = None) -> Path:
+                        seed: int = 0, image_size: int = 128, num_classes: int | None = None,
+                        objects_per_image: tuple[int, int] | None = None) -> Path:
     """Where ``ensure_dataset`` keeps the dataset with these parameters."""
-    spec = make_spec(kind, num_images, num_val_images, seed, image_size, num_classes)
+    spec = make_spec(kind, num_images, num_val_images, seed, image_size, num_classes, objects_per_image)
     digest = hashlib.sha256(json.dumps(spec.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
     return _cache_root() / f"{kind}-{digest}"
 
 
 def ensure_dataset(kind: str = "coco", *, num_images: int | None = None, num_val_images: int | None = None,
-                   seed: int = 0, image_size: int = 128, num_classes: int | None = None) -> Path:
+                   seed: int = 0, image_size: int = 128, num_classes: int | None = None,
+                   objects_per_image: tuple[int, int] | None = None) -> Path:
     """The default-location dataset with these parameters, generated if absent."""
     params = dict(num_images=num_images, num_val_images=num_val_images, seed=seed, image_size=image_size,
-                  num_classes=num_classes)
+                  num_classes=num_classes, objects_per_image=objects_per_image)
     target = default_dataset_dir(kind, **params)
     if (target / MARKER).is_file():
         return target

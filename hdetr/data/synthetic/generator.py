@@ -67,23 +67,41 @@ class SyntheticSpec:
     seed: int
     image_size: int
     num_classes: int
+    # (min, max) objects per image; None: the kind's default (_SCENE)
+    objects_per_image: tuple[int, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "generator_version": GENERATOR_VERSION}
+        d = {**dataclasses.asdict(self), "generator_version": GENERATOR_VERSION}
+        if self.objects_per_image is None:  # the default scene keeps the cache folders of earlier versions
+            del d["objects_per_image"]
+        else:
+            d["objects_per_image"] = list(self.objects_per_image)
+        return d
+
+    @property
+    def object_range(self) -> tuple[int, int]:
+        return self.objects_per_image or _SCENE[self.kind][0]
 
 
 def make_spec(kind: str = "coco", num_images: int | None = None, num_val_images: int | None = None,
-              seed: int = 0, image_size: int = 128, num_classes: int | None = None) -> SyntheticSpec:
+              seed: int = 0, image_size: int = 128, num_classes: int | None = None,
+              objects_per_image: tuple[int, int] | None = None) -> SyntheticSpec:
     """Fill in the kind's defaults and check the values (UserError on bad ones)."""
     if kind not in DEFAULTS:
         raise UserError(f"synthetic dataset kind={kind!r} is not one of {', '.join(DEFAULTS)}")
     d = DEFAULTS[kind]
     spec = SyntheticSpec(kind, d["num_images"] if num_images is None else int(num_images),
                          d["num_val_images"] if num_val_images is None else int(num_val_images),
-                         int(seed), int(image_size), d["num_classes"] if num_classes is None else int(num_classes))
+                         int(seed), int(image_size), d["num_classes"] if num_classes is None else int(num_classes),
+                         None if objects_per_image is None else tuple(int(v) for v in objects_per_image))
     if spec.num_images < 1 or spec.num_val_images < 1:
         raise UserError(f"synthetic dataset needs >= 1 train and val image, got {spec.num_images} and "
                         f"{spec.num_val_images}")
+    if spec.objects_per_image is not None:
+        lo, hi = spec.objects_per_image if len(spec.objects_per_image) == 2 else (0, -1)
+        if not 1 <= lo <= hi <= 100:
+            raise UserError(f"synthetic objects_per_image={list(objects_per_image)} must be [min, max] with "
+                            f"1 <= min <= max <= 100")
     if not 32 <= spec.image_size <= 4096:
         raise UserError(f"synthetic image_size={spec.image_size} must be in 32..4096")
     classes_for(kind, spec.num_classes)
@@ -108,7 +126,7 @@ def _category_weights(spec: SyntheticSpec) -> np.ndarray:
 def _plan_split(spec: SyntheticSpec, split: str, count: int, weights: np.ndarray) -> list[list[tuple[int, bool]]]:
     """Per image, the (label, forced) of each object to draw; in LVIS train every label occurs once."""
     rng = np.random.default_rng([spec.seed, 11, 0 if split == "train" else 1])
-    lo, hi = _SCENE[spec.kind][0]
+    lo, hi = spec.object_range
     sizes = rng.integers(lo, hi + 1, count)
     labels = rng.choice(len(weights), int(sizes.sum()), p=weights)
     forced = np.zeros(len(labels), bool)

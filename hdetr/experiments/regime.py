@@ -1,0 +1,172 @@
+"""The CPU-regime study: where, on the synthetic benchmark, does hybrid matching help?
+
+Every hypothesis changes one thing of a fixed reference (the demo-size detector:
+ResNet-18 from scratch, 128 px images, n = 30 one-to-one queries, 400 optimiser
+steps) and is measured as a pair: the one-to-one baseline and the hybrid branch
+(T = 3n one-to-many queries, K = 3, lambda = 1), each over the same seeds. The
+write-up is ``reports/science/cpu_regime.md``; regenerate it with::
+
+    python -m hdetr.experiments.regime run runs/regime      # resumable; two single-thread runs at a time
+    python -m hdetr.experiments.regime report runs/regime reports/science
+
+The ``pretrained`` hypothesis needs the synthetic-pretrained backbone: a one-to-one
+detector trained on a disjoint synthetic set (``data.synthetic_seed=1``), whose
+ResNet-18 weights ``run`` extracts into ``<runs>/backbone_pretrain/resnet18.pth``
+before the pretrained pairs start.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from hdetr.config.experiment import ExperimentConfig, apply_overrides
+from hdetr.config.presets import get_preset
+from hdetr.experiments.runs import RunRequest, execute_runs, read_result
+
+SEEDS = (0, 1, 2)
+STEPS = 400
+EVAL_EVERY = 100
+# Fixed for every run of the study: 300 validation images, logged assignment statistics, one thread.
+COMMON = ("train.progress=false", "train.tensorboard=false", f"train.max_iters={STEPS}", "train.max_wall_seconds=0",
+          f"train.eval_every_iters={EVAL_EVERY}", "train.eval_max_images=0", "data.synthetic_val_images=300",
+          f"train.checkpoint_every_iters={EVAL_EVERY}", "train.assignment_stats_every_iters=50",
+          "train.num_threads=1", "data.num_workers=0")
+SIZE_192 = ("data.scale_preset=synthetic_192", "data.synthetic_image_size=192")
+PRETRAIN_DIR = "backbone_pretrain"
+PRETRAIN_STEPS = 1200
+PRETRAINED_FILE = "resnet18.pth"
+
+
+@dataclasses.dataclass(frozen=True)
+class Hypothesis:
+    """One change to the reference, measured as baseline vs hybrid branch.
+
+    n: one-to-one queries; t: one-to-many queries of the hybrid branch; k: its K.
+    changes: overrides of the reference that apply to both models.
+    """
+
+    key: str
+    question: str
+    changes: tuple[str, ...] = ()
+    n: int = 30
+    t: int = 90
+    k: int = 3
+    lam: float = 1.0
+    against: str = "reference"  # the hypothesis it changes one thing of
+
+    def overrides(self, scheme: str) -> tuple[str, ...]:
+        queries = (f"model.num_queries_one2one={self.n}",)
+        if scheme == "baseline":
+            return (*self.changes, *queries)
+        return (*self.changes, *queries, "model.scheme=hybrid_branch", f"model.num_queries_one2many={self.t}",
+                f"model.k_one2many={self.k}", f"model.lambda_one2many={self.lam}")
+
+
+HYPOTHESES = (
+    Hypothesis("reference", "the demo regime: n=30, T=90, K=3, 128 px, 2-8 objects, 400 steps at constant lr"),
+    Hypothesis("lr_drop", "a learning-rate drop (x0.1) after step 300 of 400, as the paper's schedules end",
+               ("train.lr_drop_iters=[300]",)),
+    Hypothesis("size192", "192 px images (smallest training side 128 px): the control for more queries",
+               SIZE_192),
+    Hypothesis("queries100", "n=100 one-to-one queries (22 per object), T=200: the paper's starved-positives "
+               "regime, at 192 px so that n + T fits two-stage selection", SIZE_192, n=100, t=200,
+               against="size192"),
+    Hypothesis("dense", "denser scenes: 8-16 objects of 10 classes per image (2-8 of 6 in the reference)",
+               ("data.synthetic_objects=[8,16]", "data.synthetic_classes=10", "model.num_classes=10")),
+    Hypothesis("pretrained", "a ResNet-18 pre-trained on disjoint synthetic images (ImageNet's part in the paper)",
+               (f"model.pretrained_backbone={PRETRAIN_DIR}/{PRETRAINED_FILE}",)),
+    Hypothesis("k6", "K=6 (T=90): more positives per object in the one-to-many branch", k=6),
+)
+BY_KEY = {h.key: h for h in HYPOTHESES}
+
+
+def reference_config() -> ExperimentConfig:
+    return apply_overrides(get_preset("synthetic_demo_baseline"), COMMON)
+
+
+def _resolve(change: str, runs_dir: Path) -> str:
+    """A pretrained-backbone path is relative to the runs folder."""
+    field, _, value = change.partition("=")
+    if field == "model.pretrained_backbone":
+        return f"{field}={runs_dir / value}"
+    return change
+
+
+def requests(runs_dir: str | Path, keys: Sequence[str] | None = None,
+             seeds: Sequence[int] = SEEDS) -> list[RunRequest]:
+    """Every (hypothesis, model, seed) run, configs built and validated now."""
+    runs_dir = Path(runs_dir)
+    base = reference_config()
+    out = []
+    for h in (BY_KEY[k] for k in (keys or BY_KEY)):
+        for scheme in ("baseline", "hybrid_branch"):
+            for seed in seeds:
+                changes = [_resolve(c, runs_dir) for c in h.overrides(scheme)]
+                cfg = apply_overrides(base, [*changes, f"train.seed={seed}"])
+                out.append(RunRequest(f"{h.key}/{scheme}", seed, cfg, runs_dir / h.key / scheme / f"seed{seed}"))
+    return out
+
+
+def pretrain_request(runs_dir: str | Path) -> RunRequest:
+    """The backbone's pre-training run: the reference baseline on a disjoint synthetic set, longer."""
+    cfg = apply_overrides(reference_config(), ["data.synthetic_seed=1", f"train.max_iters={PRETRAIN_STEPS}",
+                                               "train.eval_every_iters=400", "train.checkpoint_every_iters=200",
+                                               "train.assignment_stats_every_iters=0", "train.seed=100"])
+    return RunRequest(PRETRAIN_DIR, 100, cfg, Path(runs_dir) / PRETRAIN_DIR)
+
+
+def export_backbone(run_dir: str | Path) -> Path:
+    """Write the run's ResNet weights as a torchvision-named state dict (``model.pretrained_backbone``)."""
+    from hdetr.engine.checkpoint import read_training_checkpoint, save_atomic
+
+    run_dir = Path(run_dir)
+    state = read_training_checkpoint(run_dir / "checkpoint_last.pth")["model"]
+    prefix = "backbone.0.body."
+    weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    if not weights:
+        raise RuntimeError(f"{run_dir / 'checkpoint_last.pth'}: no {prefix}* weights")
+    return save_atomic(weights, run_dir / PRETRAINED_FILE)
+
+
+def run(runs_dir: str | Path, keys: Sequence[str] | None = None, jobs: int = 2) -> None:
+    runs_dir = Path(runs_dir)
+    keys = list(keys or BY_KEY)
+    pre = pretrain_request(runs_dir)
+    first = [r for r in requests(runs_dir, [k for k in keys if k != "pretrained"])]
+    # the pre-training run goes early so that it is done when the pretrained pairs come up
+    queue = first[:2] + [pre] + first[2:] if "pretrained" in keys else first
+    execute_runs(queue, jobs=jobs)
+    if "pretrained" in keys:
+        if read_result(pre.run_dir, pre.config) is None:
+            raise SystemExit(f"the backbone pre-training run in {pre.run_dir} did not finish; see its run.log")
+        if not (pre.run_dir / PRETRAINED_FILE).is_file():
+            export_backbone(pre.run_dir)
+        execute_runs(requests(runs_dir, ["pretrained"]), jobs=jobs)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m hdetr.experiments.regime", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_run = sub.add_parser("run", help="train every run not finished yet (resumes interrupted ones)")
+    p_run.add_argument("runs_dir")
+    p_run.add_argument("--only", nargs="*", choices=list(BY_KEY), help="hypotheses (default: all)")
+    p_run.add_argument("--jobs", type=int, default=2, help="runs at a time (each uses one thread)")
+    p_rep = sub.add_parser("report", help="write cpu_regime.md, its JSON and figures from finished runs")
+    p_rep.add_argument("runs_dir")
+    p_rep.add_argument("out_dir")
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        run(args.runs_dir, args.only, args.jobs)
+    else:
+        from hdetr.experiments.regime_report import write_regime_report
+
+        print(write_regime_report(args.runs_dir, args.out_dir))
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    main()
