@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from hdetr.errors import UserError
+from hdetr.experiments.regime import regime_base
 from hdetr.experiments.report import ComparisonRow
 from hdetr.experiments.scales import ablation_study, scheme_rows, sweep_rows, table_study
 from hdetr.experiments.study import Variant, variant_config
@@ -11,20 +12,30 @@ from hdetr.matching.plan import one2many_epochs
 
 
 def test_coco_table_compares_baseline_and_branch_with_table1():
-    assert table_study("coco", "cpu").seeds == (0, 1) and table_study("lvis", "cpu").seeds == (0,)
-    spec = table_study("coco", "cpu", seeds=[0], max_minutes=4)
-    assert "150 optimiser steps per run (equal iterations)" in spec.setup
+    assert table_study("coco", "cpu").seeds == (0, 1, 2) and table_study("lvis", "cpu").seeds == (0, 1, 2)
+    spec = table_study("coco", "cpu", seeds=[0])
+    assert "400 optimiser steps per run (equal iterations)" in spec.setup and spec.jobs == 2
     assert [v.key for v in spec.variants] == ["baseline", "hybrid_branch"]
     baseline, branch = (variant_config(spec.base, v, seed=3) for v in spec.variants)
     assert baseline.model.scheme == "baseline" and branch.model.scheme == "hybrid_branch"
     assert branch.model.num_queries_one2many > 0 and branch.train.seed == 3
     assert baseline.data.synthetic and baseline.data.kind == "coco"
-    # 4 minutes over 2 runs, 35 s of each kept for building and evaluation
-    assert baseline.train.max_iters == 150 and baseline.train.max_wall_seconds == pytest.approx(85)
+    # equal steps, no time cap; the config of the regime study's runs, so they can be reused
+    assert baseline.train.max_iters == 400 and baseline.train.max_wall_seconds == 0
+    assert baseline.to_dict() == variant_config(regime_base(), spec.variants[0], 3).to_dict()
+    assert baseline.data.synthetic_val_images == 300 and baseline.train.eval_max_images == 0
     assert spec.variants[0].paper["AP"].number == 47.0 and spec.variants[1].paper["AP"].number == 48.7
     assert spec.reference == spec.variants[0].label
-    with pytest.raises(UserError, match="MAX_MINUTES=0.5"):
-        table_study("coco", "cpu", max_minutes=0.5)
+
+
+def test_cpu_lvis_has_rare_common_and_frequent_categories_and_cpu_ablation_epochs_switch_inside_the_run():
+    lvis = table_study("lvis", "cpu").base
+    assert (lvis.data.kind, lvis.data.synthetic_classes, lvis.model.num_classes) == ("lvis", 100, 100)
+    spec = ablation_study("cpu")
+    epoch = variant_config(spec.base, next(v for v in spec.variants if v.key == "hybrid_epoch"), 0)
+    steps_per_epoch = epoch.data.synthetic_images // epoch.train.batch_size
+    assert steps_per_epoch * epoch.train.epochs == epoch.train.max_iters == spec.base.train.max_iters
+    assert 0 < one2many_epochs(epoch.model) < epoch.train.epochs
 
 
 def test_lvis_and_paper_scale():

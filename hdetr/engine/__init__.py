@@ -1,4 +1,4 @@
-"""Training, evaluation and the CPU demo.
+"""Training and evaluation.
 
 - ``train(cfg, output_dir, resume=False) -> dict``: the training loop (hdetr.engine.trainer)
 - ``evaluate_model(model, dataset, batch_size=2, ...) -> dict``: COCO / LVIS AP (hdetr.engine.evaluator)
@@ -13,7 +13,6 @@ _LAZY = {
     "TrainingDiverged": "hdetr.engine.trainer",
     "evaluate_model": "hdetr.engine.evaluator",
     "read_metrics": "hdetr.engine.metrics_log",
-    "run_demo": "hdetr.engine.demo",
 }
 
 

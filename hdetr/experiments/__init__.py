@@ -6,6 +6,14 @@
   measured numbers (mean and spread over seeds) beside the paper's in markdown + JSON.
 - ``hdetr.experiments.scales``: what "smoke", "cpu" and "paper" scale mean for each table.
 - ``hdetr.experiments.study``: train and evaluate a list of variants (``run_study``).
+- ``hdetr.experiments.runs``: each run in its own process, finished ones kept, interrupted ones
+  resumed, several at a time (``execute_runs``).
+- ``hdetr.experiments.statistics`` / ``records``: seed statistics (mean, sd, 95 % intervals,
+  Welch differences, short-run flags) and what a finished run's folder says (AP curve, s/step,
+  assignment statistics), for the equal-iteration and equal-wall-time views.
+- ``hdetr.experiments.regime`` / ``regime_report``: the CPU-regime study
+  (``reports/science/cpu_regime.md``).
+- ``hdetr.experiments.demo``: ``hdetr demo``.
 - ``hdetr.experiments.figures``: measured vs paper bar charts and training curves.
 - ``hdetr.experiments.runner``: execute the experiment notebooks with papermill
   (``hdetr reproduce``), never overwriting a finished report with a failed run.

@@ -5,7 +5,8 @@ from typing import Sequence
 
 import matplotlib.pyplot as plt
 
-from hdetr.experiments.report import ComparisonRow, paper_number, mean_and_spread
+from hdetr.experiments.report import ComparisonRow, paper_number
+from hdetr.experiments.statistics import summarize
 from hdetr.experiments.study import curves
 
 
@@ -26,7 +27,7 @@ def comparison_figure(rows: Sequence[ComparisonRow], *, metric: str = "AP", titl
     measured_ax, paper_ax, loss_ax = axes
     for i, row in enumerate(rows):
         values = row.values(metric)
-        mean, _ = mean_and_spread(values)
+        mean = summarize(values).mean
         color = colors[i % len(colors)]
         measured_ax.bar(i, mean or 0.0, color=color, alpha=0.6)
         measured_ax.scatter([i] * len(values), values, color="black", s=12, zorder=3)
@@ -53,3 +54,49 @@ def comparison_figure(rows: Sequence[ComparisonRow], *, metric: str = "AP", titl
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def ap_band_figure(panels, path, *, by: str = "step", labels=None, styles=None, title: str = ""):
+    """AP over iterations (``by="step"``) or training seconds (``by="seconds"``), one panel per entry.
+
+    panels: panel title -> model name -> RunRecords (hdetr.experiments.records); each model is drawn as
+    the mean over its runs with a ± sd band, at the evaluation steps every run has. In seconds, a model's
+    steps are scaled by its mean measured seconds per step. Saves to ``path`` and returns nothing.
+    """
+    from hdetr.experiments.records import variant_speed
+
+    labels = labels or {}
+    styles = styles or {}
+    default_styles = [("tab:blue", "-"), ("tab:red", "--"), ("tab:green", "-."), ("tab:purple", ":")]
+    keys = list(panels)
+    cols = min(3, max(1, len(keys)))
+    rows = -(-len(keys) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), squeeze=False, sharey=True)
+    for ax, key in zip(axes.flat, keys):
+        for i, (model, records) in enumerate(panels[key].items()):
+            records = [r for r in records if r.eval_steps]
+            if not records:
+                continue
+            steps = sorted(set.intersection(*[set(r.eval_steps) for r in records]))
+            scale = (variant_speed(records) or 0.0) if by == "seconds" else 1.0
+            xs = [s * scale for s in steps]
+            values = [[r.eval_ap[r.eval_steps.index(s)] for r in records] for s in steps]
+            mean = [sum(v) / len(v) for v in values]
+            sd = [(sum((x - m) ** 2 for x in v) / max(1, len(v) - 1)) ** 0.5 for v, m in zip(values, mean)]
+            color, ls = styles.get(model, default_styles[i % len(default_styles)])
+            ax.plot(xs, mean, color=color, linestyle=ls, marker="o", ms=3,
+                    label=f"{labels.get(model, model)} ({len(records)} seeds)")
+            ax.fill_between(xs, [m - s for m, s in zip(mean, sd)], [m + s for m, s in zip(mean, sd)],
+                            color=color, alpha=0.15)
+        ax.set_title(key, fontsize=10)
+        ax.set_xlabel("optimiser step" if by == "step" else "training seconds (measured s/step)", fontsize=8)
+        ax.set_ylabel("AP (%), mean ± sd over seeds", fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    for ax in list(axes.flat)[len(keys):]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -34,7 +34,7 @@ EVAL_EVERY = 100
 COMMON = ("train.progress=false", "train.tensorboard=false", f"train.max_iters={STEPS}", "train.max_wall_seconds=0",
           f"train.eval_every_iters={EVAL_EVERY}", "train.eval_max_images=0", "data.synthetic_val_images=300",
           f"train.checkpoint_every_iters={EVAL_EVERY}", "train.assignment_stats_every_iters=50",
-          "train.num_threads=1", "data.num_workers=0")
+          "train.num_threads=1", "data.num_workers=0", "train.lr_drop_iters=null")
 SIZE_192 = ("data.scale_preset=synthetic_192", "data.synthetic_image_size=192")
 PRETRAIN_DIR = "backbone_pretrain"
 PRETRAIN_STEPS = 1200
@@ -81,10 +81,27 @@ HYPOTHESES = (
                against="size192"),
 )
 BY_KEY = {h.key: h for h in HYPOTHESES}
+# The regime the study supports (reports/science/cpu_regime.md): the cpu scale of `hdetr reproduce` and the
+# demo presets use it.
+REGIME = "lr_drop"
+# LVIS at cpu scale: 100 long-tailed categories over 500 images, so that rare (<= 2 training images), common
+# and frequent categories all exist (256 categories leave most of them with 1-3 instances).
+LVIS_CPU = ("data.kind=lvis", "data.synthetic_images=500", "data.synthetic_classes=100", "model.num_classes=100",
+            "train.eval_every_iters=200", "train.checkpoint_every_iters=200")
 
 
 def reference_config() -> ExperimentConfig:
     return apply_overrides(get_preset("synthetic_demo_baseline"), COMMON)
+
+
+def regime_base() -> ExperimentConfig:
+    """The baseline of the supported regime: every run of the regime's baseline row has this config."""
+    return apply_overrides(reference_config(), BY_KEY[REGIME].overrides("baseline"))
+
+
+def regime_hybrid_overrides() -> tuple[str, ...]:
+    """What turns ``regime_base()`` into the regime's hybrid branch."""
+    return BY_KEY[REGIME].overrides("hybrid_branch")
 
 
 def _resolve(change: str, runs_dir: Path) -> str:

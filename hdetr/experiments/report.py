@@ -10,13 +10,13 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import json
-import math
 import os
 import platform
 from pathlib import Path
 from typing import Any, Sequence
 
 from hdetr.experiments.paper import PaperCell, PaperTable
+from hdetr.experiments.statistics import difference, summarize, verdict
 
 
 @dataclasses.dataclass
@@ -37,6 +37,8 @@ class ComparisonRow:
     paper: dict[str, Any] = dataclasses.field(default_factory=dict)
     paper_source: str = ""
     details: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    # the finished runs (hdetr.experiments.records.RunRecord) while their folders exist: curves, wall time
+    records: list[Any] = dataclasses.field(default_factory=list, repr=False)
 
     def values(self, metric: str) -> list[float]:
         """Defined measured values of ``metric`` in percent (undefined ``-1`` entries dropped)."""
@@ -47,22 +49,10 @@ class ComparisonRow:
         return sum(values) / len(values) if values else None
 
 
-def mean_and_spread(values: Sequence[float]) -> tuple[float | None, float | None]:
-    """(mean, sample standard deviation) of ``values``; (None, None) if empty, spread None for one value."""
-    if not values:
-        return None, None
-    mean = sum(values) / len(values)
-    if len(values) == 1:
-        return mean, None
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-
-
 def format_measured(values: Sequence[float]) -> str:
-    """``"31.2 ± 1.1"`` (mean ± sd over seeds), ``"31.2"`` for one run, ``"n/a"`` for none."""
-    mean, spread = mean_and_spread(values)
-    if mean is None:
-        return "n/a"
-    return f"{mean:.1f}" if spread is None else f"{mean:.1f} ± {spread:.1f}"
+    """``"31.2 ± 1.1 [28.4, 34.0]"`` (mean ± sd [95 % interval of the mean] over seeds), ``"31.2 (1 run)"``
+    for one run, ``"n/a"`` for none."""
+    return summarize(values).text(1)
 
 
 def format_paper(value: Any) -> str:
@@ -93,10 +83,10 @@ def comparison_markdown(rows: Sequence[ComparisonRow], metrics: Sequence[str],
         head += [f"{metric} measured", f"{metric} paper"]
     ref_row = next((r for r in rows if r.label == reference), None) if reference else None
     if ref_row is not None:
-        head.append(f"Δ{primary} vs {reference} (measured / paper)")
+        head.append(f"Δ{primary} vs {reference} (measured [95 % CI], ~0: inside the seed spread / paper)")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
-        cells = [row.label, str(len(row.measured))]
+        cells = [row.label, _runs_cell(row)]
         for metric in metrics:
             cells += [format_measured(row.values(metric)), format_paper(row.paper.get(metric))]
         if ref_row is not None:
@@ -106,11 +96,55 @@ def comparison_markdown(rows: Sequence[ComparisonRow], metrics: Sequence[str],
 
 
 def _gain(row: ComparisonRow, ref: ComparisonRow, metric: str) -> str:
-    measured = row.mean(metric), ref.mean(metric)
+    d = difference(row.values(metric), ref.values(metric))
     paper = paper_number(row.paper.get(metric)), paper_number(ref.paper.get(metric))
-    m = "n/a" if None in measured else f"{measured[0] - measured[1]:+.1f}"
+    if d.mean is None:
+        m = "n/a"
+    elif d.ci_low is None:
+        m = f"{d.mean:+.1f} (no interval)"
+    else:
+        m = f"{d.mean:+.1f} [{d.ci_low:+.1f}, {d.ci_high:+.1f}]{'' if d.ci_low > 0 or d.ci_high < 0 else ' ~0'}"
     p = "-" if None in paper else f"{paper[0] - paper[1]:+.1f}"
     return f"{m} / {p}"
+
+
+def _runs_cell(row: ComparisonRow) -> str:
+    """Runs of a row, and how many stopped short of the budget or failed (such a row is flagged)."""
+    short = sum(1 for d in row.details if d.get("short"))
+    failed = sum(1 for d in row.details if d.get("status") == "failed")
+    flags = ([f"{short} SHORT"] if short else []) + ([f"{failed} FAILED"] if failed else [])
+    return f"{len(row.measured)}" + (f" ({', '.join(flags)})" if flags else "")
+
+
+def wall_time_markdown(rows: Sequence[ComparisonRow], reference: str | None = None) -> list[str]:
+    """Equal wall time: each row's AP after the seconds of training the fastest-finishing row needed
+    (each variant at its mean measured seconds per step); empty when the runs' records are gone."""
+    from hdetr.experiments.records import ap_values_at_seconds, equal_wall_seconds, variant_speed
+
+    if not rows or not all(r.records for r in rows):
+        return []
+    seconds = equal_wall_seconds([r.records for r in rows])
+    if not seconds:
+        return []
+    ref = next((r for r in rows if r.label == reference), None)
+    values = {r.label: ap_values_at_seconds(r.records, seconds) for r in rows}
+    base_speed = variant_speed(ref.records) if ref else None
+    lines = [f"After {seconds:.0f} s of training (the fastest variant's mean run; each variant at its measured "
+             f"seconds per step, evaluation excluded):", "",
+             "| variant | s/step | cost vs reference | AP at equal time | Δ vs reference [95 % CI] | verdict |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        sec = variant_speed(r.records)
+        cost = f"{sec / base_speed:.2f}x" if sec and base_speed else "-"
+        if ref is None or r is ref:
+            d_text, v_text = "-", "-"
+        else:
+            d = difference(values[r.label], values[ref.label])
+            d_text = "n/a" if d.ci_low is None else f"{d.mean:+.1f} [{d.ci_low:+.1f}, {d.ci_high:+.1f}]"
+            v_text = verdict(d)
+        lines.append(f"| {r.label} | {sec:.3f} | {cost} | {summarize(values[r.label]).text(1)} | {d_text} | "
+                     f"{v_text} |")
+    return lines
 
 
 def per_run_markdown(rows: Sequence[ComparisonRow], metrics: Sequence[str], detail_keys: Sequence[str]) -> str:
@@ -161,7 +195,7 @@ def write_report(out_dir: str | Path, *, name: str, title: str, scale: str, comm
     created = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     env = environment()
     md = [f"# {title}", "",
-          f"**Scale: {scale}.** Measured numbers (mean ± sd over runs, in percent) sit beside the paper's "
+          f"**Scale: {scale}.** Measured numbers (mean ± sd [95 % interval of the mean] over seeds, in percent) sit beside the paper's "
           f"published numbers; at smoke/cpu scale they come from tiny models on synthetic data and are "
           f"not comparable in absolute terms, only the direction of the differences is.", "",
           f"Regenerate with: `{command}`", "",
@@ -169,7 +203,17 @@ def write_report(out_dir: str | Path, *, name: str, title: str, scale: str, comm
           f"{env['cpu_count']} CPUs{', ' + env['cuda'] if env['cuda'] else ''}.", ""]
     if setup:
         md += ["## Setup", "", setup, ""]
-    md += ["## Measured beside the paper", "", comparison_markdown(rows, metrics, reference), ""]
+    md += ["## Measured beside the paper (equal iterations)", "", comparison_markdown(rows, metrics, reference), ""]
+    wall = wall_time_markdown(rows, reference)
+    if wall:
+        md += ["## Equal wall time", "", *wall, ""]
+    short = [f"{r.label} seed {d['seed']} ({d.get('steps')} of {d.get('budget')} steps)"
+             for r in rows for d in r.details if d.get("short")]
+    failed = [f"{r.label} seed {d['seed']}" for r in rows for d in r.details if d.get("status") == "failed"]
+    if short or failed:
+        md += ["**Flagged:** " + "; ".join(([f"stopped before the budget: {', '.join(short)}"] if short else [])
+                                           + ([f"failed (see the runs table): {', '.join(failed)}"] if failed else []))
+               + ". Their rows do not compare equal budgets.", ""]
     md += ["## Runs", "", per_run_markdown(rows, metrics, detail_keys), ""]
     for fig in figures:
         md += [f"![{fig}]({fig})", ""]
@@ -183,8 +227,9 @@ def write_report(out_dir: str | Path, *, name: str, title: str, scale: str, comm
         "rows": [{"label": r.label, "paper_source": r.paper_source,
                   "paper": {k: (v.value if isinstance(v, PaperCell) else v) for k, v in r.paper.items()},
                   "measured": r.measured, "details": r.details,
-                  "summary": {m: dict(zip(("mean", "sd"), mean_and_spread(r.values(m)))) for m in metrics}}
+                  "summary": {m: dataclasses.asdict(summarize(r.values(m))) for m in metrics}}
                  for r in rows],
+        "wall_time": wall,
         "paper_tables": [t.to_json() for t in paper_tables], "notes": list(notes), "figures": list(figures),
     }
     paths = {"markdown": out_dir / f"{name}.md", "json": out_dir / f"{name}.json"}

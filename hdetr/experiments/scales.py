@@ -4,11 +4,13 @@ Scales
 ------
 - ``smoke``: the ``synthetic_tiny`` preset (a 32-wide transformer) on 8 synthetic
   training images, a few optimiser steps: seconds per run, for CI. The numbers are noise.
-- ``cpu``: the ``synthetic_demo_*`` presets (ResNet-18 from scratch, 3+3 layers,
-  30 one-to-one queries, 128 px images) for a wall-clock budget (``MAX_MINUTES``
-  split evenly over the runs): minutes on a laptop CPU. Small models, short runs,
-  synthetic data: the paper's absolute numbers are out of reach; the report shows
-  what was measured beside them.
+- ``cpu``: the regime the CPU-regime study supports (``hdetr.experiments.regime.REGIME``;
+  ResNet-18 from scratch, 3+3 layers, 30 one-to-one queries, 128 px images, 400
+  optimiser steps, 300 validation images), three seeds per variant, two single-thread
+  runs at a time: tens of minutes per table on a 2-core CPU. Every run reaches the
+  same step (no time cap). With ``RUNS_DIR=runs/regime/<REGIME>`` the table reuses the
+  study's finished runs of the same configs. Small models, synthetic data: the paper's
+  absolute numbers are out of reach; the report shows what was measured beside them.
 - ``paper``: the paper's presets (``coco_r50_*_12ep``, ``lvis_r50_*_24ep``) on the real
   dataset at ``DATA_ROOT``: the paper's recipe (GPUs, days); not runnable on a CPU.
 
@@ -25,28 +27,22 @@ from hdetr.config.experiment import ExperimentConfig, apply_overrides
 from hdetr.config.presets import get_preset
 from hdetr.errors import UserError
 from hdetr.experiments.paper import paper_sweep, paper_table
+from hdetr.experiments.regime import LVIS_CPU, regime_base, regime_hybrid_overrides
 from hdetr.experiments.report import ComparisonRow, write_report
 from hdetr.experiments.study import Variant, copy_run_logs
 
 SCALES = ("smoke", "cpu", "paper")
 COCO_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 LVIS_METRICS = ("AP", "APr", "APc", "APf", "APs", "APm", "APl")
-# Two seeds where a cpu-scale difference is worth reading; LVIS at that scale stays near 0 AP, one seed.
 DEFAULT_SEEDS = {"smoke": {"coco": (0,), "lvis": (0,), "ablations": (0,)},
-                 "cpu": {"coco": (0, 1), "lvis": (0,), "ablations": (0, 1)},
+                 "cpu": {"coco": (0, 1, 2), "lvis": (0, 1, 2), "ablations": (0, 1, 2)},
                  "paper": {"coco": (42,), "lvis": (42,), "ablations": (42,)}}
-DEFAULT_MAX_MINUTES = {"coco": 7.0, "lvis": 5.0, "ablations": 10.0}
-# cpu scale compares variants at equal optimiser steps (a shared machine's speed varies too much for
-# equal wall-clock time to be fair); the MAX_MINUTES share of each run only caps a run on a slow machine.
-CPU_TABLE_STEPS = 150
-# Seconds of each run's share kept for model building and the final evaluation at cpu scale.
-CPU_EVAL_ALLOWANCE_S = 35.0
+# runs at a time: cpu-scale runs use one thread each (two fill a 2-core machine)
+DEFAULT_JOBS = {"smoke": 1, "cpu": 2, "paper": 1}
 
 _SMOKE = ("data.synthetic_images=8", "train.epochs=2", "model.num_epochs=2", "train.lr_drop=2",
-          "train.eval_max_images=6", "model.dec_layers=2", "data.num_workers=0")
-_CPU_COMMON = ("train.progress=false", "train.tensorboard=false", "train.checkpoint_every_iters=0",
-               "train.eval_every_epochs=0", "train.eval_max_images=40", f"train.max_iters={CPU_TABLE_STEPS}",
-               "data.num_workers=0")
+          "train.eval_max_images=6", "model.dec_layers=2", "data.num_workers=0", "train.progress=false",
+          "train.tensorboard=false")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +60,7 @@ class StudySpec:
     setup: str
     paper_tables: tuple[str, ...]
     notes: tuple[str, ...] = ()
+    jobs: int = 1  # runs at a time (hdetr.experiments.study.run_study)
 
     def write_report(self, rows: Sequence[ComparisonRow], output_dir, command: str, *, name: str | None = None,
                      title: str | None = None, reference: str | None = None, figures: Sequence[str] = (),
@@ -87,34 +84,24 @@ def _paper_row(table: str, keys: Sequence[str], **match) -> dict:
     return {k: row[k] for k in keys if k in row}
 
 
-def _budget_overrides(scale: str, num_runs: int, max_minutes: float | None, experiment: str) -> tuple[str, ...]:
-    if scale != "cpu":
-        return ()
-    minutes = DEFAULT_MAX_MINUTES[experiment] if max_minutes is None else float(max_minutes)
-    per_run = 60.0 * minutes / max(1, num_runs) - CPU_EVAL_ALLOWANCE_S
-    if per_run < 10:
-        raise UserError(f"MAX_MINUTES={minutes} leaves {per_run:.0f}s of training per run ({num_runs} runs); "
-                        f"give at least {(num_runs * (10 + CPU_EVAL_ALLOWANCE_S)) / 60:.1f} minutes")
-    return (f"train.max_wall_seconds={per_run:.0f}",)
-
-
 def _synthetic_base(scale: str, kind: str, extra: Sequence[str] = ()) -> ExperimentConfig:
     if scale == "smoke":
         cfg = apply_overrides(get_preset("synthetic_tiny"), [*_SMOKE, "model.scheme=baseline",
                                                              "model.num_queries_one2many=0"])
+        if kind == "lvis":
+            cfg = apply_overrides(cfg, ["data.kind=lvis", "model.num_classes=256"])
     else:
-        cfg = apply_overrides(get_preset("synthetic_demo_baseline"), _CPU_COMMON)
-    if kind == "lvis":
-        cfg = apply_overrides(cfg, ["data.kind=lvis", "model.num_classes=256"])
+        cfg = regime_base()
+        if kind == "lvis":
+            cfg = apply_overrides(cfg, LVIS_CPU)
     return apply_overrides(cfg, extra)
 
 
 def _branch_overrides(scale: str) -> tuple[str, ...]:
-    """The hybrid branch at this scale (paper: T = 5n, K = 6; here T = 3n, K = 3 / 2)."""
+    """The hybrid branch at this scale (paper: T = 5n, K = 6; cpu: the regime's T = 3n, K = 3)."""
     if scale == "smoke":
         return ("model.scheme=hybrid_branch", "model.num_queries_one2many=20", "model.k_one2many=2")
-    return ("model.scheme=hybrid_branch", "model.num_queries_one2many=90", "model.k_one2many=3",
-            "model.lambda_one2many=1.0")
+    return regime_hybrid_overrides()
 
 
 def _setup_text(spec_base: ExperimentConfig, scale: str, seeds: Sequence[int], data_root: str | None) -> str:
@@ -141,8 +128,8 @@ def _setup_text(spec_base: ExperimentConfig, scale: str, seeds: Sequence[int], d
             f"{t.eval_max_images or 'all'} validation images; seeds {list(seeds)}.")
 
 
-def table_study(name: str, scale: str, *, seeds: Sequence[int] | None = None, data_root: str | None = None,
-                max_minutes: float | None = None) -> StudySpec:
+def table_study(name: str, scale: str, *, seeds: Sequence[int] | None = None,
+                data_root: str | None = None) -> StudySpec:
     """Table 1 (``name="coco"``) or Table 2 (``name="lvis"``): baseline vs H-Deformable-DETR."""
     _check_scale(scale)
     if name not in ("coco", "lvis"):
@@ -166,7 +153,6 @@ def table_study(name: str, scale: str, *, seeds: Sequence[int] | None = None, da
     else:
         base = _synthetic_base(scale, name)
         branch_overrides = _branch_overrides(scale)
-    base = apply_overrides(base, _budget_overrides(scale, 2 * len(seeds), max_minutes, name))
     variants = (
         Variant("baseline", "Deformable-DETR (one-to-one baseline)", (), paper_base, source),
         Variant("hybrid_branch", "H-Deformable-DETR (hybrid branch)", branch_overrides, paper_hybrid, source),
@@ -184,22 +170,26 @@ def table_study(name: str, scale: str, *, seeds: Sequence[int] | None = None, da
     title = (f"Table {'1' if name == 'coco' else '2'} ({name.upper()}): Deformable-DETR vs H-Deformable-DETR")
     return StudySpec(name=name, title=title, scale=scale, base=base, variants=variants, seeds=seeds,
                      metrics=metrics, reference=variants[0].label,
-                     setup=_setup_text(base, scale, seeds, data_root), paper_tables=(table,), notes=tuple(notes))
+                     setup=_setup_text(base, scale, seeds, data_root), paper_tables=(table,), notes=tuple(notes),
+                     jobs=DEFAULT_JOBS[scale])
 
 
 def _scheme_overrides(scale: str) -> dict[str, tuple[str, ...]]:
     """Each scheme with 4x (smoke: 3x) the baseline's queries in all, as Table 6 keeps 1800 = 6 x 300."""
+    branch = _branch_overrides(scale)
     if scale == "smoke":
         n, k, l1, l2 = 30, 2, 1, 1
-        branch = _branch_overrides(scale)
+        epochs: tuple[str, ...] = ()
     else:
         n, k, l1, l2 = 120, 3, 2, 1
-        branch = _branch_overrides(scale)
+        # rho is a fraction of the epochs: 4 epochs of 400 images make the same 400 steps, the first 2 (< 2/3 x 4)
+        # one-to-many, the last ones one-to-one
+        epochs = ("data.synthetic_images=400", "train.epochs=4", "model.num_epochs=4")
     return {
         "baseline": (),
         "hybrid_branch": branch,
         "hybrid_epoch": ("model.scheme=hybrid_epoch", f"model.num_queries_one2one={n}", f"model.k_one2many={k}",
-                         f"model.one2many_epoch_fraction={2 / 3!r}"),
+                         f"model.one2many_epoch_fraction={2 / 3!r}", *epochs),
         "hybrid_layer": ("model.scheme=hybrid_layer", f"model.num_queries_one2one={n}", f"model.k_one2many={k}",
                          f"model.one2many_layers={l1}", f"model.one2one_layers={l2}"),
     }
@@ -215,8 +205,8 @@ SCHEME_LABELS = {"baseline": "baseline (one-to-one)", "hybrid_branch": "hybrid b
                  "hybrid_epoch": "hybrid epoch", "hybrid_layer": "hybrid layer"}
 
 
-def ablation_study(scale: str, *, seeds: Sequence[int] | None = None, sweep_points: Sequence[str] | None = None,
-                   max_minutes: float | None = None) -> StudySpec:
+def ablation_study(scale: str, *, seeds: Sequence[int] | None = None,
+                   sweep_points: Sequence[str] | None = None) -> StudySpec:
     """Table 6 (the four schemes) plus sweep points of K (``"k<K>"``) and lambda (``"lambda<x>"``).
 
     Sweep points vary the hybrid branch of this scale: ``k1`` sets K=1 and T=n (the
@@ -260,26 +250,22 @@ def ablation_study(scale: str, *, seeds: Sequence[int] | None = None, sweep_poin
         else:
             raise UserError(f"sweep point {point!r}: expected k<K> (e.g. k1) or lambda<x> (e.g. lambda0.5)")
     base = _synthetic_base(scale, "coco")
-    # The epoch scheme's rho refers to the schedule, so a run must see several epochs.
-    if scale == "cpu":
-        base = apply_overrides(base, ["data.synthetic_images=64", "train.max_iters=0", "train.epochs=3", "model.num_epochs=3",
-                                      "train.lr_drop=3"])
-    else:
+    if scale == "smoke":  # the epoch scheme's rho refers to the schedule, so a run must see several epochs
         base = apply_overrides(base, ["train.epochs=3", "model.num_epochs=3", "train.lr_drop=3"])
-    base = apply_overrides(base, _budget_overrides(scale, len(variants) * len(seeds), max_minutes, "ablations"))
     notes = (
         "Paper numbers for the schemes: Table 6 (R50, two-stage Deformable-DETR with 2x FFN, no other tricks, "
         "12 epochs; every hybrid variant has 6x positives and 1800 queries in all). Sweep points: the 12-epoch "
         "sweeps with all tricks, whose baseline is 47.0, not Table 6's 43.7.",
         "Here every variant uses the same base (tricks on); the epoch/layer schemes have "
         f"{4 if scale == 'cpu' else 3}x the baseline's queries, as Table 6's 1800 = 6 x 300.",
-        "hybrid epoch: one-to-many during the first 2/3 of the epochs; a run stopped by the time budget may "
-        "never reach its one-to-one epochs (see steps in the runs table).",
+        "hybrid epoch: one-to-many during the first 2/3 of the epochs. At cpu scale it trains 4 epochs of 400 "
+        "images (the same 400 steps as the others, which see 1.6 epochs of 1000 images), so that the switch "
+        "to one-to-one happens inside the run: it sees fewer distinct images than the other rows.",
     )
     return StudySpec(name="ablations", title="Table 6 and sweeps: hybrid schemes and K / lambda", scale=scale,
                      base=base, variants=tuple(variants), seeds=seeds, metrics=("AP", "AP50", "AP75"),
                      reference=variants[0].label, setup=_setup_text(base, scale, seeds, None),
-                     paper_tables=("schemes_table6",), notes=notes)
+                     paper_tables=("schemes_table6",), notes=notes, jobs=DEFAULT_JOBS[scale])
 
 
 def sweep_rows(spec: StudySpec, rows: Sequence[ComparisonRow]) -> list[ComparisonRow]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import re
 import shutil
-import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -48,34 +47,42 @@ def variant_config(base: ExperimentConfig, variant: Variant, seed: int) -> Exper
 
 
 def run_study(base: ExperimentConfig, variants: Sequence[Variant], seeds: Sequence[int], runs_dir: str | Path, *,
-              log: Callable[[str], None] = print) -> list[ComparisonRow]:
-    """Train every variant with every seed; one ComparisonRow per variant (runs in seed order).
+              jobs: int = 1, log: Callable[[str], None] = print) -> list[ComparisonRow]:
+    """Train every variant with every seed, ``jobs`` runs at a time; one ComparisonRow per variant.
 
     Every config is built (and validated) before the first run starts, so a bad
-    override fails in seconds, not after an hour of training.
+    override fails in seconds, not after an hour of training. Runs go to
+    ``runs_dir/<variant>/seed<seed>`` (hdetr.experiments.runs): a finished run with the
+    same config is kept, an interrupted one resumes, a failed one is named with the
+    tail of its log and left out of its row (its details say so).
     """
-    from hdetr.engine import train
+    from hdetr.experiments.records import load_record
+    from hdetr.experiments.runs import RunRequest, execute_runs
 
     runs_dir = Path(runs_dir)
-    configs = {(v.key, s): variant_config(base, v, s) for v in variants for s in seeds}
+    requests = [RunRequest(v.key, s, variant_config(base, v, s), runs_dir / v.key / f"seed{s}")
+                for v in variants for s in seeds]
+    outcomes = execute_runs(requests, jobs=jobs, log=log)
     rows = []
     for variant in variants:
-        measured, details = [], []
-        for seed in seeds:
-            out = runs_dir / variant.key / f"seed{seed}"
-            start = time.perf_counter()
-            log(f"[{variant.key} seed {seed}] training into {out}")
-            result = train(configs[variant.key, seed], out)
-            metrics = {k: float(v) for k, v in (result.get("metrics") or {}).items() if isinstance(v, (int, float))}
-            measured.append(metrics)
-            details.append({"seed": seed, "steps": result.get("global_step"),
-                            "last_loss_giou": _last_train_value(out, "loss_giou"),
-                            "train_seconds": result.get("train_seconds"), "stopped_by": result.get("stopped_by"),
-                            "wall_seconds": round(time.perf_counter() - start, 1), "run_dir": str(out)})
-            log(f"[{variant.key} seed {seed}] AP {100 * metrics.get('AP', float('nan')):.1f} after "
-                f"{result.get('global_step')} steps ({details[-1]['wall_seconds']:.0f}s)")
+        measured, details, records = [], [], []
+        for outcome in (o for o in outcomes if o.request.key == variant.key):
+            req = outcome.request
+            run = {"seed": req.seed, "run": f"{variant.key}/seed{req.seed}", "status": outcome.status}
+            if not outcome.ok:
+                details.append({**run, "steps": None, "log_tail": outcome.log_tail})
+                continue
+            record = load_record(req.run_dir, variant.key, req.seed, req.config.to_dict())
+            records.append(record)
+            measured.append(record.metrics)
+            details.append({**run, "steps": record.steps, "budget": record.budget, "short": record.short,
+                            "stopped_by": outcome.result.get("stopped_by"),
+                            "train_seconds": outcome.result.get("train_seconds"),
+                            "sec_per_iter": None if record.sec_per_iter is None else round(record.sec_per_iter, 4),
+                            "last_loss_giou": _last_train_value(req.run_dir, "loss_giou"),
+                            "eval_steps": record.eval_steps, "eval_ap": [round(v, 2) for v in record.eval_ap]})
         rows.append(ComparisonRow(label=variant.label, measured=measured, paper=dict(variant.paper),
-                                  paper_source=variant.paper_source, details=details))
+                                  paper_source=variant.paper_source, details=details, records=records))
     return rows
 
 
@@ -92,8 +99,8 @@ def curves(row: ComparisonRow, key: str, kind: str = "train") -> list[tuple[list
     from hdetr.engine import read_metrics
 
     result = []
-    for details in row.details:
-        rows = [r for r in read_metrics(details["run_dir"]) if r.get("type") == kind and key in r]
+    for record in row.records:
+        rows = [r for r in read_metrics(record.run_dir) if r.get("type") == kind and key in r]
         result.append(([int(r["step"]) for r in rows], [float(r[key]) for r in rows]))
     return result
 
@@ -107,8 +114,8 @@ def copy_run_logs(rows: Sequence[ComparisonRow], dest: str | Path) -> list[Path]
     dest = Path(dest)
     copied = []
     for row in rows:
-        for details in row.details:
-            run_dir = Path(details["run_dir"])
+        for record in row.records:
+            run_dir = Path(record.run_dir)
             stem = f"{run_dir.parent.name}_{run_dir.name}"
             for name in ("metrics.jsonl", "config.yaml"):
                 if (run_dir / name).is_file():
