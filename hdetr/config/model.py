@@ -34,6 +34,7 @@ BACKBONES = (
     "resnet50",
     "resnet101",
     "resnet18",
+    "resnet18_half",  # ResNet-18 at half width (2.8 M parameters): the shipped CPU reference checkpoints
     "swin_tiny",
     "swin_small",
     "swin_base",

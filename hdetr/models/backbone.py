@@ -18,8 +18,35 @@ from hdetr.models.position_encoding import PositionEmbeddingSine
 from hdetr.checkpoint_files import load_exactly
 from hdetr.models.pretrained import read_state_dict, strip_wrapper_prefix
 
-RESNET_CHANNELS = {"resnet18": (128, 256, 512), "resnet50": (512, 1024, 2048), "resnet101": (512, 1024, 2048)}
+RESNET_CHANNELS = {"resnet18": (128, 256, 512), "resnet18_half": (64, 128, 256), "resnet50": (512, 1024, 2048),
+                   "resnet101": (512, 1024, 2048)}
 _RESNET_STAGES = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
+
+
+def resnet18_half(norm_layer=FrozenBatchNorm2d) -> torchvision.models.ResNet:
+    """ResNet-18 with every stage at half width (32-64-128-256 channels): a quarter of the parameters, so a
+    whole CPU-scale detector stores in a few MB (the shipped reference checkpoints)."""
+    from torchvision.models.resnet import BasicBlock
+
+    class HalfWidthResNet18(torchvision.models.ResNet):
+        def __init__(self) -> None:
+            nn.Module.__init__(self)
+            # the attributes torchvision's _make_layer reads
+            self._norm_layer, self.inplanes, self.dilation, self.groups, self.base_width = norm_layer, 32, 1, 1, 64
+            self.conv1 = nn.Conv2d(3, 32, kernel_size=7, stride=2, padding=3, bias=False)
+            self.bn1 = norm_layer(32)
+            self.relu = nn.ReLU(inplace=True)
+            self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+            self.layer1 = self._make_layer(BasicBlock, 32, 2)
+            self.layer2 = self._make_layer(BasicBlock, 64, 2, stride=2)
+            self.layer3 = self._make_layer(BasicBlock, 128, 2, stride=2)
+            self.layer4 = self._make_layer(BasicBlock, 256, 2, stride=2)
+            self.fc = nn.Identity()
+            for m in self.modules():
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    return HalfWidthResNet18()
 
 
 class ResNetBody(nn.Module):
@@ -48,11 +75,14 @@ class ResNetBackbone(nn.Module):
     def __init__(self, name: str, multi_level: bool, dilation: bool, freeze_stem: bool,
                  pretrained: str | None = None):
         super().__init__()
-        if dilation and name == "resnet18":
+        if dilation and name.startswith("resnet18"):
             raise UserError("ModelConfig.dilation=True needs a bottleneck ResNet (resnet50/resnet101); "
                             "resnet18's basic blocks cannot dilate")
-        resnet = getattr(torchvision.models, name)(
-            weights=None, replace_stride_with_dilation=[False, False, dilation], norm_layer=FrozenBatchNorm2d)
+        if name == "resnet18_half":
+            resnet = resnet18_half()
+        else:
+            resnet = getattr(torchvision.models, name)(
+                weights=None, replace_stride_with_dilation=[False, False, dilation], norm_layer=FrozenBatchNorm2d)
         if pretrained:
             weights = strip_wrapper_prefix(read_state_dict(pretrained))
             weights = {k: v for k, v in weights.items()
