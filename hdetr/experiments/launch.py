@@ -291,10 +291,18 @@ class StudyRuns:
             return []
         parts = []
         for o in self.missing:
-            why = o.status if o.status != "failed" else "failed: " + (o.log_tail.splitlines() or ["no log"])[-1][:160]
+            why = o.status if o.status != "failed" else "failed: " + _failure_line(o.request.run_dir)
             parts.append(f"{o.request.key} seed {o.request.seed} ({why}, {o.request.run_dir})")
         return [f"Missing runs ({len(self.missing)} of {len(self.outcomes)}), not in the table: " + "; ".join(parts)
                 + ". Run the same command again: finished runs are kept, interrupted ones resume."]
+
+
+def _failure_line(run_dir: Path) -> str:
+    """The first ``...Error: ...`` line of a failed run's log (under torchrun, the failing rank's), else its last line."""
+    text = (run_dir / LOG).read_text(errors="replace") if (run_dir / LOG).is_file() else ""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip().strip("=")]
+    errors = [ln for ln in lines if ("Error:" in ln or "Exception:" in ln) and "ChildFailedError" not in ln]
+    return ((errors or lines or ["no log"])[0 if errors else -1])[:200]
 
 
 def study_requests(base: ExperimentConfig, variants: Sequence[Variant], seeds: Sequence[int],
