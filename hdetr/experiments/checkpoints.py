@@ -80,8 +80,9 @@ def checkpoint_rows(base: ExperimentConfig, variants: Sequence[Variant], checkpo
             result = evaluate_checkpoint(path, base, device=device)
             log(f"[{variant.key}] {path.name} ({result['format']}): AP {100 * result['AP']:.1f}")
             measured.append({k: float(v) for k, v in result.items() if isinstance(v, (int, float))})
+            # run_dir: an hdetr checkpoint's folder holds its run's metrics.jsonl (curves, copied logs)
             details.append({"checkpoint": path.name, "format": result["format"], "num_images": result.get("num_images"),
-                            "status": "evaluated"})
+                            "status": "evaluated", "run_dir": str(path.parent)})
             evaluated.append(f"{variant.key}: {path.name}")
         rows.append(ComparisonRow(label=variant.label, measured=measured, paper=dict(variant.paper),
                                   paper_source=variant.paper_source, details=details))
