@@ -174,3 +174,19 @@ def test_checkpoints_fill_the_table_and_the_official_checkpoints_report(tmp_path
                                                                           (OFFICIAL_NAMES["hybrid_branch"], 48.7)]
     assert [r["measured"] for r in official["rows"]] == [r["measured"] for r in table["rows"]]
     assert "official_checkpoints_readme" in (out / "official_checkpoints.md").read_text()
+
+
+@pytest.mark.slow
+def test_scheme_costs_measure_every_scheme_against_the_baseline():
+    from hdetr.experiments.costs import scheme_costs
+
+    spec = ablation_study("smoke")
+    models = {v.key: variant_config(spec.base, v, 0).model.replace(msda_backend="torch")
+              for v in spec.variants if v.key in ("baseline", "hybrid_branch")}
+    costs = scheme_costs(models, batch_size=2, image_size=64, iterations=2, log=lambda _: None)
+    assert [c.key for c in costs] == ["baseline", "hybrid_branch"]
+    assert costs[0].train_ratio_to_baseline == 1.0 and costs[1].train_ratio_to_baseline > 0
+    assert costs[1].queries_train == costs[1].queries_eval + models["hybrid_branch"].num_queries_one2many
+    for cost in costs:
+        assert cost.memory_kind == "cpu_peak_rss" and cost.peak_memory_mb > cost.process_floor_mb > 0
+        assert cost.inference_images_per_s > 0 and cost.parameters >= cost.trainable_parameters > 0
