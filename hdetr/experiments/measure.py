@@ -51,3 +51,21 @@ def measure_rows(spec, runs_dir: str | Path, *, launch: LaunchSpec | None = None
         return run_study(spec.base, spec.variants, spec.seeds, runs_dir, log=log), []
     launched = launch_study(spec.base, spec.variants, spec.seeds, runs_dir, launch, log=log)
     return launched.rows, launched.notes()
+
+
+def with_overrides(spec, overrides):
+    """``spec`` with ``section.field=value`` overrides on its base config (every run), validated now, and noted.
+
+    The notebooks' ``SET`` parameter: e.g. the ImageNet backbone of a paper-scale run
+    (``["model.pretrained_backbone=/weights/resnet50.pth"]``).
+    """
+    import dataclasses
+
+    from hdetr.config.experiment import apply_overrides
+
+    overrides = list(overrides or ())
+    if not overrides:
+        return spec
+    base = apply_overrides(spec.base, overrides)
+    return dataclasses.replace(spec, base=base,
+                               notes=(*spec.notes, f"Every run with: {', '.join(overrides)}."))

@@ -163,6 +163,7 @@ def table_study(name: str, scale: str, *, seeds: Sequence[int] | None = None, da
         branch = apply_overrides(get_preset(f"{prefix}_hybrid_branch_{sched}"), [f"data.root={data_root}"])
         branch_overrides = tuple(f"model.{k}={v}" for k, v in branch.model.to_dict().items()
                                  if v != base.model.to_dict()[k] and v is not None)
+        paper_presets = (f"{prefix}_baseline_{sched}", f"{prefix}_hybrid_branch_{sched}")
     else:
         base = _synthetic_base(scale, name)
         branch_overrides = _branch_overrides(scale)
@@ -175,6 +176,10 @@ def table_study(name: str, scale: str, *, seeds: Sequence[int] | None = None, da
     if name == "lvis":
         notes.append("The paper's LVIS table (as transcribed in paper_tables.json) reports AP, APs, APm, APl; "
                      "APr/APc/APf are measured here but have no paper counterpart.")
+    if scale == "paper":
+        from hdetr.experiments.paper_costs import expected_costs_note
+
+        notes.append(expected_costs_note(paper_presets))
     if scale != "paper":
         m = apply_overrides(base, branch_overrides).model
         paper_setting = "n=300, T=1500, K=6" if name == "coco" else "n=300, T=900, K=5"
@@ -221,6 +226,7 @@ def _paper_ablation_study(seeds: Sequence[int] | None, sweep_points: Sequence[st
                           data_root: str | None) -> StudySpec:
     """Table 6's rows as the ``coco_r50_table6_*_12ep`` presets, plus sweep presets of K / lambda."""
     from hdetr.config.presets import TABLE6_PRESETS
+    from hdetr.experiments.paper_costs import expected_costs_note
 
     if not data_root:
         raise UserError("SCALE='paper' needs DATA_ROOT, the folder of the real COCO dataset")
@@ -255,6 +261,7 @@ def _paper_ablation_study(seeds: Sequence[int] | None, sweep_points: Sequence[st
         "branch n=300, T=1500, K=6; epoch and layer 1800 queries, K=10.",
         "Sweep points at paper scale are the sweep presets coco_r50_hybrid_branch_12ep_k*/_lambda*, with all "
         "tricks (their baseline is 47.0, not Table 6's 43.7).",
+        expected_costs_note(TABLE6_PRESETS.values()),
     )
     return StudySpec(name="ablations", title="Table 6 and sweeps: hybrid schemes and K / lambda", scale="paper",
                      base=base, variants=tuple(variants), seeds=seeds, metrics=COCO_METRICS,
