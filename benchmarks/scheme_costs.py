@@ -30,22 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "reports" / "bench" / "scheme_costs.json"
 
 
-def scheme_models(scale: str):
-    """(models by scheme key, image size) of a scale; the first model is the baseline."""
-    from hdetr.config.presets import TABLE6_PRESETS, get_preset
-    from hdetr.experiments.scales import TABLE6_ROWS, ablation_study
-    from hdetr.experiments.study import variant_config
-
-    if scale == "cpu":
-        spec = ablation_study("cpu")
-        models = {v.key: variant_config(spec.base, v, 0).model.replace(msda_backend="torch")
-                  for v in spec.variants if v.key in TABLE6_ROWS}
-        return models, spec.base.data.synthetic_image_size
-    return {key: get_preset(name).model for key, name in TABLE6_PRESETS.items()}, 800
-
-
 def main(argv=None) -> int:
-    from hdetr.experiments.costs import scheme_costs
+    from hdetr.experiments.costs import scheme_costs, scheme_models
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", choices=("cpu", "paper"), default="cpu")

@@ -5,6 +5,7 @@ import argparse
 import json
 import os
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from hdetr.experiments.study import variant_config
 def test_launch_parameters_are_checked_before_anything_runs():
     assert launch_spec("smoke") is None  # no LAUNCHER: the study trains in the notebook's process
     assert launch_spec("paper").launcher == "torchrun"
+    assert launch_spec("paper", "slurm").nproc_per_node == 8  # the template's GPUs per node
     with pytest.raises(UserError, match="LAUNCHER='mpi'"):
         launch_spec("smoke", "mpi")
     with pytest.raises(UserError, match="NPROC_PER_NODE=0"):
@@ -50,6 +52,30 @@ def test_sbatch_script_runs_the_run_folder_through_the_templates_srun_torchrun(t
     assert '--module hdetr.experiments.runs "$RUN_DIR" --resume' in script
     assert "hdetr.cli train" not in script and "PRESET" not in script
     assert script.index("#SBATCH") < script.index("set -euo pipefail")  # sbatch reads options before commands
+
+
+def test_sbatch_script_runs_under_srun_and_records_its_exit_status(tmp_path):
+    """The job script as SLURM would run it, with srun and scontrol replaced by echoes."""
+    spec = table_study("coco", "smoke")
+    request = study_requests(spec.base, spec.variants, spec.seeds, tmp_path / "runs")[0]
+    request.run_dir.mkdir(parents=True)
+    script = request.run_dir / SLURM_SCRIPT
+    script.write_text(sbatch_script(request, ["--resume"], LaunchSpec("slurm", nproc_per_node=4, nnodes=2)))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in (("srun", 'echo "srun $*"'), ("scontrol", "printf 'node07\\nnode08\\n'")):
+        (bin_dir / name).write_text(f"#!/usr/bin/env bash\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "SLURM_JOB_ID": "4242",
+           "SLURM_JOB_NODELIST": "node[07-08]", "SLURM_NNODES": "2"}
+    env.pop("MASTER_PORT", None)
+    subprocess.run(["bash", str(script)], env=env, check=True)
+    launched = (request.run_dir / "run.log").read_text()
+    for part in ("srun --kill-on-bad-exit=1", "-m torch.distributed.run", "--nnodes=2", "--nproc_per_node=4",
+                 "--rdzv_endpoint=node07:24242", "--rdzv_id=4242",
+                 f"--module hdetr.experiments.runs {request.run_dir.resolve()} --resume"):
+        assert part in launched, part
+    assert (request.run_dir / SLURM_EXIT).read_text().strip() == "0"
 
 
 def _fake_slurm(bin_dir: Path, queue_state: str, job: str = "") -> Path:

@@ -165,6 +165,24 @@ def scheme_costs(models: Mapping[str, ModelConfig], *, batch_size: int, image_si
     return out
 
 
+def scheme_models(scale: str) -> tuple[dict[str, ModelConfig], int]:
+    """(the Table 6 schemes' models by key, image size) at ``scale``; the first model is the baseline.
+
+    ``cpu`` / ``smoke``: the ablation study's models of that scale (``msda_backend=torch``),
+    at its synthetic image size; ``paper``: the ``coco_r50_table6_*_12ep`` presets at 800 px.
+    """
+    from hdetr.config.presets import TABLE6_PRESETS, get_preset
+    from hdetr.experiments.scales import TABLE6_ROWS, ablation_study
+    from hdetr.experiments.study import variant_config
+
+    if scale == "paper":
+        return {key: get_preset(name).model for key, name in TABLE6_PRESETS.items()}, 800
+    spec = ablation_study(scale)
+    models = {v.key: variant_config(spec.base, v, 0).model.replace(msda_backend="torch")
+              for v in spec.variants if v.key in TABLE6_ROWS}
+    return models, spec.base.data.synthetic_image_size
+
+
 def _peak_rss_child(payload: str) -> None:
     def peak() -> float:
         """This process's peak RSS in MB: VmHWM (ru_maxrss would keep the parent's peak across fork + exec)."""

@@ -43,6 +43,7 @@ SLURM_SCRIPT = "job.sbatch"
 SLURM_JOB = "slurm_job.json"
 SLURM_EXIT = "slurm_exit"
 TEMPLATE = Path(__file__).resolve().parents[2] / "scripts" / "slurm_multinode.sh"
+SLURM_DEFAULT_GPUS = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +97,7 @@ def launch_spec(scale: str, launcher: str | None = None, nproc_per_node: int | N
 
     None (no launcher asked for at smoke or cpu scale): the study trains as before, in
     the notebook's process. At paper scale the default is torchrun with one process per
-    visible GPU.
+    visible GPU; slurm's default is 8 processes (GPUs) per node.
     """
     if launcher is None and scale != "paper":
         if nproc_per_node not in (None, 1) or nnodes not in (None, 1) or submit_only:
@@ -106,7 +107,8 @@ def launch_spec(scale: str, launcher: str | None = None, nproc_per_node: int | N
     if nproc_per_node is None:
         import torch
 
-        nproc_per_node = max(1, torch.cuda.device_count()) if launcher != "local" else 1
+        # slurm: the template's 8 GPUs per node (the submitting login node often has none)
+        nproc_per_node = {"local": 1, "slurm": SLURM_DEFAULT_GPUS}.get(launcher, max(1, torch.cuda.device_count()))
     return LaunchSpec(launcher=launcher, nproc_per_node=int(nproc_per_node), nnodes=int(nnodes or 1),
                       jobs=int(jobs or 1), submit_only=bool(submit_only), sbatch_args=tuple(sbatch_args),
                       poll_seconds=2.0 if scale == "smoke" else 30.0)
