@@ -1,31 +1,39 @@
 #!/usr/bin/env bash
-# GPU check of the multi-scale deformable attention CUDA op, for a lent GPU machine.
+# The project's GPU check: the multi-scale deformable attention CUDA op and the schemes' costs on a GPU.
 #
-# Run from the repository root:   OUT=/some/empty/dir bash scripts/gpu_check.sh
-# (the device tool sets $OUT; results are copied there). Budget: ~8 minutes.
+# Run from the repository root:   bash scripts/gpu_check.sh OUTPUT_DIR
+# Every result and log goes to OUTPUT_DIR (created if missing), the virtual environment too
+# (OUTPUT_DIR/venv), so the checkout is left as it was. Budget: about 8 minutes.
 #
-# Steps (each logged to $OUT/<step>.log, exit codes in $OUT/summary.txt):
+# Steps (each logged to OUTPUT_DIR/<step>.log, exit codes and seconds in OUTPUT_DIR/summary.txt):
 #   1. venv + install exactly as README says (pip install torch==2.14.1 torchvision==0.29.1,
 #      then pip install -e ".[test]"); the venv sees system packages, so a machine with torch
 #      preinstalled and no network still works (falls back to an offline editable install)
 #   2. build the CUDA op (hdetr build-ops when that command exists, else the loader)
 #   3. pytest -m cuda (every cuda-marked test of the suite)
-#   4. benchmarks/msda_cuda.py -> $OUT/msda_cuda.json
-#   5. the nvcc compile test and the CPU emulation of the kernels (tests/test_ops_cuda_compile.py)
+#   4. benchmarks/msda_cuda.py -> OUTPUT_DIR/msda_cuda.json
+#   5. benchmarks/scheme_costs.py at the paper's shapes (R50, Table 6 presets, batch 2 of 800 x 800),
+#      fp32 and bf16: training s/iter and its ratio to the baseline, inference images/s, CUDA max
+#      allocated memory, parameters -> OUTPUT_DIR/scheme_costs_cuda.json (the GPU cost columns)
+#   6. the nvcc compile test and the CPU emulation of the kernels (tests/test_ops_cuda_compile.py)
 #
 # Read-only towards the GPU: it queries nvidia-smi and never resets the device or changes
 # its settings (no -r, -pm, -lgc, MIG ...).
 set -uo pipefail
 
-OUT="${OUT:-$PWD/gpu_check_out}"
-mkdir -p "$OUT"
+if [ "$#" -lt 1 ] || [ -z "$1" ]; then
+  echo "usage: bash scripts/gpu_check.sh OUTPUT_DIR" >&2
+  exit 2
+fi
+mkdir -p "$1"
+OUTPUT_DIR="$(cd "$1" && pwd)"
 PYTHON="${PYTHON:-python3}"
-VENV="${HDETR_GPU_VENV:-.venv-gpu}"
+VENV="${HDETR_GPU_VENV:-$OUTPUT_DIR/venv}"
 export MAX_JOBS="${MAX_JOBS:-$(nproc)}"
 export PIP_DEFAULT_TIMEOUT="${PIP_DEFAULT_TIMEOUT:-20}"
 export PIP_RETRIES="${PIP_RETRIES:-1}"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
-SUMMARY="$OUT/summary.txt"
+SUMMARY="$OUTPUT_DIR/summary.txt"
 : > "$SUMMARY"
 status=0
 
@@ -34,11 +42,11 @@ status=0
 run_step() {
   local name="$1" limit="$2" command="$3"
   local started=$SECONDS
-  echo "=== $name: $command" | tee -a "$OUT/gpu_check.log"
-  timeout --kill-after=10 "$limit" bash -c "$command" > "$OUT/$name.log" 2>&1
+  echo "=== $name: $command" | tee -a "$OUTPUT_DIR/gpu_check.log"
+  timeout --kill-after=10 "$limit" bash -c "$command" > "$OUTPUT_DIR/$name.log" 2>&1
   local rc=$?
-  tail -n 25 "$OUT/$name.log" | tee -a "$OUT/gpu_check.log"
-  echo "$name rc=$rc seconds=$((SECONDS - started))" | tee -a "$SUMMARY" "$OUT/gpu_check.log"
+  tail -n 25 "$OUTPUT_DIR/$name.log" | tee -a "$OUTPUT_DIR/gpu_check.log"
+  echo "$name rc=$rc seconds=$((SECONDS - started))" | tee -a "$SUMMARY" "$OUTPUT_DIR/gpu_check.log"
   [ "$rc" -eq 0 ] || status=1
   return "$rc"
 }
@@ -59,22 +67,22 @@ install_package() {
 {
   date -u
   nvidia-smi || echo "nvidia-smi not available"
-} > "$OUT/nvidia-smi.txt" 2>&1
+} > "$OUTPUT_DIR/nvidia-smi.txt" 2>&1
 
-export OUT PYTHON VENV
+export OUTPUT_DIR PYTHON VENV
 export -f install_package
 run_step install 240 install_package
 # shellcheck disable=SC1091
 [ -x "$VENV/bin/python" ] && . "$VENV/bin/activate"
 
-python - > "$OUT/env.txt" 2>&1 <<'EOF'
+python - > "$OUTPUT_DIR/env.txt" 2>&1 <<'EOF'
 import platform, torch
 print("python", platform.python_version())
 print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())
 if torch.cuda.is_available():
     print("device", torch.cuda.get_device_name(), "capability", torch.cuda.get_device_capability())
 EOF
-cat "$OUT/env.txt"
+cat "$OUTPUT_DIR/env.txt"
 
 build_ops() {
   if hdetr --help 2>/dev/null | grep -q "build-ops"; then
@@ -92,9 +100,10 @@ sys.exit(0 if module is not None else 1)
 
 export -f build_ops
 run_step build_ops 300 build_ops
-run_step pytest_cuda 240 'python -m pytest -m cuda tests -q -rs --junitxml="$OUT/pytest_cuda.xml"'
-run_step benchmark 180 'python benchmarks/msda_cuda.py --out "$OUT"'
-run_step compile_test 300 'python -m pytest tests/test_ops_cuda_compile.py -q -rs --junitxml="$OUT/pytest_compile.xml"'
+run_step pytest_cuda 240 'python -m pytest -m cuda tests -q -rs --junitxml="$OUTPUT_DIR/pytest_cuda.xml"'
+run_step benchmark 180 'python benchmarks/msda_cuda.py --out "$OUTPUT_DIR"'
+run_step scheme_costs 150 'python benchmarks/scheme_costs.py --scale paper --device cuda --dtype both --iterations 3 --output "$OUTPUT_DIR/scheme_costs_cuda.json"'
+run_step compile_test 240 'python -m pytest tests/test_ops_cuda_compile.py -q -rs --junitxml="$OUTPUT_DIR/pytest_compile.xml"'
 
 echo "overall status=$status" | tee -a "$SUMMARY"
 exit "$status"

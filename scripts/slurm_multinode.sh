@@ -29,7 +29,8 @@ shift
 OUTPUT_DIR=${OUTPUT_DIR:-runs/${PRESET}}
 GPUS_PER_NODE=${GPUS_PER_NODE:-${SLURM_GPUS_ON_NODE:-8}}
 NNODES=${SLURM_NNODES:-1}
-MASTER_ADDR=$(scontrol show hostnames "${SLURM_JOB_NODELIST}" | head -n 1)
+# sed reads every line: with pipefail, head could end the pipe early and scontrol fail with SIGPIPE
+MASTER_ADDR=$(scontrol show hostnames "${SLURM_JOB_NODELIST}" | sed -n 1p)
 MASTER_PORT=${MASTER_PORT:-29500}
 
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}

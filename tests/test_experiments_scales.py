@@ -66,8 +66,10 @@ def test_ablation_variants_and_sweep_points():
     assert spec.variants[2].paper["AP"].number == 45.5  # Table 6, hybrid epoch
     with pytest.raises(UserError, match="sweep point 'x3'"):
         ablation_study("smoke", sweep_points=["x3"])
-    with pytest.raises(UserError, match="smoke or cpu"):
+    with pytest.raises(UserError, match="needs DATA_ROOT"):
         ablation_study("paper")
+    with pytest.raises(UserError, match="sweep point 'k9' at paper scale"):
+        ablation_study("paper", data_root="/data/coco", sweep_points=["k9"])
 
 
 def test_scheme_and_sweep_rows_take_each_tables_paper_numbers():

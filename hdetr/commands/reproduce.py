@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
 
     parameters = dict(_parse_parameter(p) for p in args.param)
     if args.experiment == "all" and args.scale == "paper":
-        raise UserError("at paper scale run `hdetr reproduce coco` and `hdetr reproduce lvis` one by one, each "
+        raise UserError("at paper scale run `hdetr reproduce coco`, `lvis` and `ablations` one by one, each "
                         "with -p DATA_ROOT=<its dataset>")
     names = list(EXPERIMENTS) if args.experiment == "all" else [args.experiment]
     for name in names:

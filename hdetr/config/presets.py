@@ -56,6 +56,26 @@ def _grid() -> dict[str, dict[str, Any]]:
     return out
 
 
+# Table 6's rows: R50, two-stage Deformable-DETR with 2x FFN (2048) and none of the other tricks
+# (dropout 0.1, no mixed query selection, no look forward twice), 12 epochs.
+_TABLE6_NO_TRICKS = {"dropout": 0.1, "mixed_selection": False, "look_forward_twice": False}
+TABLE6_PRESETS = {
+    "baseline": "coco_r50_table6_baseline_12ep",
+    "baseline_1800q": "coco_r50_table6_baseline_1800q_12ep",
+    "hybrid_branch": "coco_r50_table6_hybrid_branch_12ep",
+    "hybrid_epoch": "coco_r50_table6_hybrid_epoch_12ep",
+    "hybrid_layer": "coco_r50_table6_hybrid_layer_12ep",
+}
+
+
+def _table6() -> dict[str, dict[str, Any]]:
+    """coco_r50_table6_*_12ep: Table 6's schemes without the tricks, plus the 1800-query baseline."""
+    changes = {**_SCHEME_CHANGES, "baseline_1800q": {"scheme": "baseline", "num_queries_one2one": 1800,
+                                                      "num_queries_one2many": 0}}
+    return {name: {"base": "coco_r50_hybrid_branch_12ep", "model": {**_TABLE6_NO_TRICKS, **changes[key]}}
+            for key, name in TABLE6_PRESETS.items()}
+
+
 def _sweeps() -> dict[str, dict[str, Any]]:
     """The 12-epoch R50 sweeps of the paper: K (with T=300K), T (K=6), lambda (K=6, T=1500)."""
     sweeps = load_paper_tables()["sweeps_12ep"]
@@ -76,7 +96,7 @@ def _definitions() -> dict[str, dict[str, Any]]:
     defs: dict[str, dict[str, Any]] = {}
     for path in sorted(PRESET_DIR.glob("*.yaml")):
         defs[path.stem] = load_yaml_mapping(path)
-    for name, definition in {**_grid(), **_sweeps()}.items():
+    for name, definition in {**_grid(), **_table6(), **_sweeps()}.items():
         defs.setdefault(name, definition)  # a YAML file of the same name wins
     return defs
 

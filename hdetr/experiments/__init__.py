@@ -14,6 +14,12 @@
 - ``hdetr.experiments.regime`` / ``regime_report``: the CPU-regime study
   (``reports/science/cpu_regime.md``).
 - ``hdetr.experiments.demo``: ``hdetr demo``.
+- ``hdetr.experiments.launch``: a study's runs as local processes, torchrun or SLURM jobs
+  (``launch_spec``, ``launch_study``), resumable, missing runs named.
+- ``hdetr.experiments.measure``: where a report's numbers come from (in process, launched,
+  or ``CHECKPOINTS`` evaluated by ``hdetr.experiments.checkpoints``).
+- ``hdetr.experiments.costs``: the schemes' training / inference / memory costs;
+  ``hdetr.experiments.paper_costs``: the expected cost of a paper-scale run (derived).
 - ``hdetr.experiments.figures``: measured vs paper bar charts and training curves.
 - ``hdetr.experiments.runner``: execute the experiment notebooks with papermill
   (``hdetr reproduce``), never overwriting a finished report with a failed run.

@@ -67,7 +67,7 @@ def read_result(run_dir: str | Path, config: ExperimentConfig | None = None) -> 
     return result
 
 
-def _prepare(request: RunRequest) -> list[str]:
+def prepare_run(request: RunRequest) -> list[str]:
     """Write requested.yaml; the train arguments (--resume only for a checkpoint of the same config)."""
     out = request.run_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -80,6 +80,13 @@ def _prepare(request: RunRequest) -> list[str]:
     return ["--overwrite"]
 
 
+def discard_result(run_dir: str | Path) -> None:
+    """A run whose process failed is not finished, whatever it wrote: its result.json becomes result.failed.json."""
+    path = Path(run_dir) / RESULT
+    if path.is_file():
+        path.replace(path.with_name("result.failed.json"))
+
+
 def log_tail(run_dir: str | Path, lines: int = 12) -> str:
     path = Path(run_dir) / LOG
     if not path.is_file():
@@ -87,9 +94,19 @@ def log_tail(run_dir: str | Path, lines: int = 12) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
+def run_command(request: RunRequest, args: Sequence[str]) -> list[str]:
+    """The default process of a run: this interpreter, one process (``hdetr.experiments.launch`` has others)."""
+    return [sys.executable, "-m", "hdetr.experiments.runs", str(request.run_dir), *args]
+
+
 def execute_runs(requests: Sequence[RunRequest], *, jobs: int = 2, log: Callable[[str], None] = print,
-                 poll_seconds: float = 1.0) -> list[RunOutcome]:
-    """Run every unfinished request, ``jobs`` at a time, each in its own process; outcomes in request order."""
+                 poll_seconds: float = 1.0,
+                 command: Callable[[RunRequest, Sequence[str]], list[str]] = run_command) -> list[RunOutcome]:
+    """Run every unfinished request, ``jobs`` at a time, each in its own process; outcomes in request order.
+
+    ``command(request, ["--resume"] or ["--overwrite"])`` is the argv of a run's process
+    (default: ``run_command``; ``hdetr.experiments.launch.torchrun_command`` wraps it in torchrun).
+    """
     if jobs < 1:
         raise ValueError(f"jobs={jobs} must be >= 1")
     outcomes: dict[int, RunOutcome] = {}
@@ -108,12 +125,11 @@ def execute_runs(requests: Sequence[RunRequest], *, jobs: int = 2, log: Callable
         while pending and len(running) < jobs:
             i = pending.pop(0)
             request = requests[i]
-            args = _prepare(request)
+            args = prepare_run(request)
             log(f"[{request.key} seed {request.seed}] {'resuming' if args == ['--resume'] else 'training'} "
                 f"in {request.run_dir}")
             with open(request.run_dir / LOG, "ab") as sink:
-                proc = subprocess.Popen([sys.executable, "-m", "hdetr.experiments.runs", str(request.run_dir), *args],
-                                        stdout=sink, stderr=subprocess.STDOUT, env=env)
+                proc = subprocess.Popen(command(request, args), stdout=sink, stderr=subprocess.STDOUT, env=env)
             running[i] = (proc, time.perf_counter())
         time.sleep(poll_seconds)
         for i, (proc, start) in list(running.items()):
@@ -128,6 +144,7 @@ def execute_runs(requests: Sequence[RunRequest], *, jobs: int = 2, log: Callable
                 log(f"[{request.key} seed {request.seed}] AP {100 * ap:.1f} after {result.get('global_step')} "
                     f"steps ({time.perf_counter() - start:.0f} s)")
             else:
+                discard_result(request.run_dir)
                 outcomes[i] = RunOutcome(request, "failed", None, log_tail(request.run_dir))
                 log(f"[{request.key} seed {request.seed}] FAILED (exit {proc.returncode}); "
                     f"the end of {request.run_dir / LOG}:\n{outcomes[i].log_tail}")
@@ -135,15 +152,29 @@ def execute_runs(requests: Sequence[RunRequest], *, jobs: int = 2, log: Callable
 
 
 def _run_one(run_dir: Path, resume: bool) -> None:
-    """The child process: train the folder's requested.yaml, then write result.json."""
+    """The child process (or each process of a torchrun launch): train requested.yaml, then write result.json.
+
+    Under torchrun the process group is joined here, before ``train``, so that every
+    rank meets at a barrier once training has returned: only then does rank 0 write
+    result.json. A rank that fails never reaches the barrier, torchrun stops the
+    others, and the run has no result (its exit status is not 0).
+    """
     from hdetr.engine import train
     from hdetr.engine.checkpoint import write_text_atomic
+    from hdetr.engine.distributed import barrier, init_distributed, shutdown_distributed
 
     cfg = experiment_from_dict(load_yaml_mapping(run_dir / REQUESTED), str(run_dir / REQUESTED))
-    summary = train(cfg, run_dir, resume=resume, overwrite=True)
-    summary = {k: v for k, v in summary.items() if k not in ("output_dir", "metrics_path", "checkpoint_last",
-                                                              "checkpoint_best")}
-    write_text_atomic(run_dir / RESULT, json.dumps({**summary, "config": cfg.to_dict()}, indent=1, default=str))
+    dist_info = init_distributed(cfg.train.device)
+    try:
+        summary = train(cfg, run_dir, resume=resume, overwrite=True)
+        barrier()
+        if dist_info.is_main:
+            summary = {k: v for k, v in summary.items() if k not in ("output_dir", "metrics_path", "checkpoint_last",
+                                                                      "checkpoint_best", "rank")}
+            write_text_atomic(run_dir / RESULT, json.dumps({**summary, "world_size": dist_info.world_size,
+                                                            "config": cfg.to_dict()}, indent=1, default=str))
+    finally:
+        shutdown_distributed()
 
 
 if __name__ == "__main__":

@@ -46,23 +46,22 @@ def variant_config(base: ExperimentConfig, variant: Variant, seed: int) -> Exper
     return apply_overrides(base, [*variant.overrides, f"train.seed={seed}"])
 
 
-def run_study(base: ExperimentConfig, variants: Sequence[Variant], seeds: Sequence[int], runs_dir: str | Path, *,
-              jobs: int = 1, log: Callable[[str], None] = print) -> list[ComparisonRow]:
-    """Train every variant with every seed, ``jobs`` runs at a time; one ComparisonRow per variant.
-
-    Every config is built (and validated) before the first run starts, so a bad
-    override fails in seconds, not after an hour of training. Runs go to
-    ``runs_dir/<variant>/seed<seed>`` (hdetr.experiments.runs): a finished run with the
-    same config is kept, an interrupted one resumes, a failed one is named with the
-    tail of its log and left out of its row (its details say so).
-    """
-    from hdetr.experiments.records import load_record
-    from hdetr.experiments.runs import RunRequest, execute_runs
+def study_requests(base: ExperimentConfig, variants: Sequence[Variant], seeds: Sequence[int],
+                   runs_dir: str | Path) -> list:
+    """One RunRequest per (variant, seed) into ``runs_dir/<variant>/seed<seed>``; every config validated
+    now, so a bad override fails in seconds, not after an hour of training."""
+    from hdetr.experiments.runs import RunRequest
 
     runs_dir = Path(runs_dir)
-    requests = [RunRequest(v.key, s, variant_config(base, v, s), runs_dir / v.key / f"seed{s}")
-                for v in variants for s in seeds]
-    outcomes = execute_runs(requests, jobs=jobs, log=log)
+    return [RunRequest(v.key, s, variant_config(base, v, s), runs_dir / v.key / f"seed{s}")
+            for v in variants for s in seeds]
+
+
+def study_rows(variants: Sequence[Variant], outcomes: Sequence) -> list[ComparisonRow]:
+    """One ComparisonRow per variant from its runs' outcomes (hdetr.experiments.runs.RunOutcome); a run that
+    did not finish is left out of ``measured`` and named in ``details`` with its log tail."""
+    from hdetr.experiments.records import load_record
+
     rows = []
     for variant in variants:
         measured, details, records = [], [], []
@@ -74,8 +73,10 @@ def run_study(base: ExperimentConfig, variants: Sequence[Variant], seeds: Sequen
                 continue
             record = load_record(req.run_dir, variant.key, req.seed, req.config.to_dict())
             records.append(record)
-            measured.append(record.metrics)
+            measured.append({k: float(v) for k, v in (outcome.result.get("metrics") or {}).items()
+                             if isinstance(v, (int, float))})
             details.append({**run, "steps": record.steps, "budget": record.budget, "short": record.short,
+                            "world_size": outcome.result.get("world_size", 1),
                             "stopped_by": outcome.result.get("stopped_by"),
                             "train_seconds": outcome.result.get("train_seconds"),
                             "sec_per_iter": None if record.sec_per_iter is None else round(record.sec_per_iter, 4),
@@ -84,6 +85,19 @@ def run_study(base: ExperimentConfig, variants: Sequence[Variant], seeds: Sequen
         rows.append(ComparisonRow(label=variant.label, measured=measured, paper=dict(variant.paper),
                                   paper_source=variant.paper_source, details=details, records=records))
     return rows
+
+
+def run_study(base: ExperimentConfig, variants: Sequence[Variant], seeds: Sequence[int], runs_dir: str | Path, *,
+              jobs: int = 1, log: Callable[[str], None] = print) -> list[ComparisonRow]:
+    """Train every variant with every seed on this machine, ``jobs`` runs at a time; one row per variant.
+
+    Runs go to ``runs_dir/<variant>/seed<seed>`` (hdetr.experiments.runs): a finished run with the
+    same config is kept, an interrupted one resumes, a failed one is named with the tail of its log.
+    """
+    from hdetr.experiments.runs import execute_runs
+
+    outcomes = execute_runs(study_requests(base, variants, seeds, runs_dir), jobs=jobs, log=log)
+    return study_rows(variants, outcomes)
 
 
 def _last_train_value(run_dir: Path, key: str) -> float | None:
