@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 
@@ -47,14 +48,15 @@ def _rows():
 
 
 def test_format_and_comparison_table():
-    assert format_measured([30.0, 32.0]) == "31.0 ± 1.4"
-    assert format_measured([29.0]) == "29.0"
+    # mean ± sd [95 % interval: 31 ± 12.706 x 1.414 / sqrt 2]
+    assert format_measured([30.0, 32.0]) == "31.0 ± 1.4 [18.3, 43.7]"
+    assert format_measured([29.0]) == "29.0 (1 run)"
     assert format_measured([]) == "n/a"
     table = comparison_markdown(_rows(), ["AP", "AP50"], reference="baseline").splitlines()
     assert table[0].startswith("| variant | runs | AP measured | AP paper | AP50 measured | AP50 paper | ΔAP")
-    assert table[2] == "| baseline | 2 | 31.0 ± 1.4 | 47.0 | 62.0 ± 2.8 | - | - |"
-    # measured gain -2.0 (29.0 vs 31.0) beside the paper's +1.7; the undefined AP50 shows as n/a
-    assert table[3] == "| hybrid branch | 1 | 29.0 | 48.7 | n/a | - | -2.0 / +1.7 |"
+    assert table[2] == "| baseline | 2 | 31.0 ± 1.4 [18.3, 43.7] | 47.0 | 62.0 ± 2.8 [36.6, 87.4] | - | - |"
+    # measured gain -2.0 (29.0 vs 31.0, one run: no interval) beside the paper's +1.7; undefined AP50 is n/a
+    assert table[3] == "| hybrid branch | 1 | 29.0 (1 run) | 48.7 | n/a | - | -2.0 (no interval) / +1.7 |"
 
 
 def test_write_report_keeps_command_scale_and_every_run(tmp_path):
@@ -88,8 +90,9 @@ def test_comparison_figure_reads_the_runs_logs(tmp_path):
     lines = [{"type": "train", "step": s, "loss_giou": 1.0 / s} for s in (1, 2, 3)] + [{"type": "eval", "step": 3}]
     (run / "metrics.jsonl").write_text("\n".join(json.dumps(line) for line in lines))
     rows = _rows()
-    rows[0].details = [{"seed": 0, "run_dir": str(run)}, {"seed": 1, "run_dir": str(tmp_path / "missing")}]
-    rows[1].details = [{"seed": 0, "run_dir": str(tmp_path / "missing")}]
+    # the figure reads the runs' folders through their records (hdetr.experiments.records.RunRecord)
+    rows[0].records = [SimpleNamespace(run_dir=run), SimpleNamespace(run_dir=tmp_path / "missing")]
+    rows[1].records = [SimpleNamespace(run_dir=tmp_path / "missing")]
     fig = comparison_figure(rows, metric="AP", title="t", scale="smoke")
     measured, paper, loss = fig.axes
     assert [p.get_height() for p in measured.patches] == pytest.approx([31.0, 29.0])

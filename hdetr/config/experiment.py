@@ -40,10 +40,6 @@ class ExperimentConfig(Config):
             raise ConfigError(
                 f"ExperimentConfig: data.synthetic_classes={d.synthetic_classes} categories need "
                 f"model.num_classes >= {d.synthetic_classes} (it is {self.model.num_classes})")
-        if self.train.max_iters and self.train.lr_drop_iters and max(self.train.lr_drop_iters) >= self.train.max_iters:
-            raise ConfigError(
-                f"ExperimentConfig: train.lr_drop_iters={self.train.lr_drop_iters} has a drop at or after the "
-                f"last step (train.max_iters={self.train.max_iters})")
         if self.model.scheme == "hybrid_epoch" and self.model.num_epochs != self.train.epochs:
             raise ConfigError(
                 f"ExperimentConfig: model.num_epochs={self.model.num_epochs} (the schedule the epoch scheme's "
