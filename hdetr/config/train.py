@@ -26,6 +26,7 @@ class TrainConfig(Config):
     lr_linear_proj_mult: float = 0.1
     weight_decay: float = 1e-4
     clip_max_norm: float = 0.1  # 0 disables clipping
+    fused_optimizer: bool = True  # torch's fused AdamW (same update up to round-off); False: the per-tensor loop
     # --- schedule ---
     epochs: int = 12
     lr_drop: int = 11  # StepLR: lr x0.1 every lr_drop epochs

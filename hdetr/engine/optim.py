@@ -47,11 +47,19 @@ def build_param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW over the official parameter groups."""
+    """AdamW over the official parameter groups.
+
+    ``cfg.fused_optimizer``: torch's fused AdamW kernel (one pass per tensor instead of a
+    dozen element-wise ops), the same update up to float round-off; about a tenth of a
+    small CPU model's step is the optimiser (benchmarks/train_step.py). It needs every
+    parameter as a floating tensor on the CPU or a GPU; otherwise the per-tensor loop runs.
+    """
     groups = build_param_groups(model, cfg)
     if not groups:
         raise ConfigError(f"{type(model).__name__} has no trainable parameters")
-    return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    params = [p for g in groups for p in g["params"]]
+    fused = cfg.fused_optimizer and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+    return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None)
 
 
 def build_lr_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler:
