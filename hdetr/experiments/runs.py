@@ -62,9 +62,19 @@ def read_result(run_dir: str | Path, config: ExperimentConfig | None = None) -> 
     if not path.is_file():
         return None
     result = json.loads(path.read_text())
-    if config is not None and result.get("config") != config.to_dict():
+    if config is not None and _normalised(result.get("config")) != config.to_dict():
         return None
     return result
+
+
+def _normalised(saved: dict | None) -> dict | None:
+    """A saved config with the fields added since it was written filled in with their defaults."""
+    if not isinstance(saved, dict):
+        return None
+    try:
+        return experiment_from_dict(saved, RESULT).to_dict()
+    except Exception:  # a config this version cannot read is not the requested one
+        return None
 
 
 def prepare_run(request: RunRequest) -> list[str]:
