@@ -9,8 +9,7 @@ nothing; kernels are built on first use or with ``hdetr build-ops``.
 """
 from __future__ import annotations
 
-import importlib
-
+from hdetr.lazy_exports import lazy_exports
 from hdetr.ops.dispatch import (
     BACKENDS,
     MSDABackendError,
@@ -23,20 +22,7 @@ from hdetr.ops.validation import MSDAInputError
 
 _LAZY = {"MSDeformAttn": "hdetr.ops.attention_module"}
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        try:
-            module = importlib.import_module(_LAZY[name])
-        except ImportError as exc:
-            raise AttributeError(f"hdetr.ops.{name} is unavailable: {exc}") from exc
-        return getattr(module, name)
-    raise AttributeError(f"module 'hdetr.ops' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + list(_LAZY))
-
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
 __all__ = [
     "BACKENDS",
