@@ -26,7 +26,8 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from hdetr.config.base import Config, ConfigError
+from hdetr.config.base import Config
+from hdetr.errors import ConfigError
 
 SCHEMES = ("baseline", "hybrid_branch", "hybrid_epoch", "hybrid_layer")
 BACKBONES = (

@@ -20,16 +20,14 @@ from hdetr.ops.dispatch import (
 from hdetr.ops.reference import ms_deform_attn_reference
 from hdetr.ops.validation import MSDAInputError
 
-_LAZY = {"MSDeformAttn": "hdetr.ops.attention_module"}
-
-__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
+__getattr__, __dir__, _LAZY_NAMES = lazy_exports(__name__, {"hdetr.ops.attention_module": ("MSDeformAttn",)}, globals())
 
 __all__ = [
     "BACKENDS",
     "MSDABackendError",
     "MSDAFallbackWarning",
     "MSDAInputError",
-    "MSDeformAttn",
+    *_LAZY_NAMES,  # MSDeformAttn
     "ms_deform_attn_reference",
     "multi_scale_deformable_attention",
     "select_backend",

@@ -106,24 +106,14 @@ def load_cpu_extension(*, verbose: bool = False, source_root: Path | str | None 
     return _build_result.load(lambda: _build(root, verbose), explain)
 
 
-def cpu_unavailable_reason() -> str:
-    """Why :func:`load_cpu_extension` returned ``None`` ('' if it has not failed)."""
-    return _build_result.reason
-
-
-def cpu_build_error() -> BaseException | None:
-    """The exception of the failed build, with the full compiler output, if any."""
-    return _build_result.error
-
-
-def is_cpu_extension_loaded() -> bool:
-    """True once a build succeeded in this process (never compiles)."""
-    return _build_result.loaded
-
-
-def reset_cpu_extension_state() -> None:
-    """Forget the remembered build result so that the next load tries again."""
-    _build_result.reset()
+# The remembered result, as this module's functions: why load_cpu_extension() returned
+# None ('' if it has not failed); the failed build's exception with the full compiler
+# output; whether a build succeeded in this process (never compiles); forget the result
+# so that the next load tries again.
+cpu_unavailable_reason = _build_result.reason
+cpu_build_error = _build_result.error
+is_cpu_extension_loaded = _build_result.loaded
+reset_cpu_extension_state = _build_result.reset
 
 
 __all__ = [

@@ -154,17 +154,13 @@ def cuda_unavailable_reason() -> str:
     Tries the load first if nobody has, so the answer is never a guess.
     """
     load_cuda_extension()
-    return _build_result.reason
+    return _build_result.reason()
 
 
-def cuda_build_error() -> BaseException | None:
-    """The exception of the failed build, with nvcc's full output, if any."""
-    return _build_result.error
-
-
-def reset_cuda_extension_state() -> None:
-    """Forget the remembered load result so that the next load tries again (tests)."""
-    _build_result.reset()
+# The failed build's exception with nvcc's full output, if any; forget the remembered
+# result so that the next load tries again (tests).
+cuda_build_error = _build_result.error
+reset_cuda_extension_state = _build_result.reset
 
 
 __all__ = [

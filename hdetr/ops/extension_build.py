@@ -136,17 +136,14 @@ class RememberedBuild:
                     self._state["error"] = exc
             return self._state.get("module")  # type: ignore[return-value]
 
-    @property
     def reason(self) -> str:
         """Why :meth:`load` returned None ('' if it has not failed)."""
         return str(self._state.get("reason", ""))
 
-    @property
     def error(self) -> BaseException | None:
-        """The exception of a failed build, if any."""
+        """The exception of a failed build, with the compiler's full output, if any."""
         return self._state.get("error")  # type: ignore[return-value]
 
-    @property
     def loaded(self) -> bool:
         """True once a build succeeded (never builds)."""
         return "module" in self._state
