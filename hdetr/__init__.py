@@ -15,15 +15,11 @@ from hdetr.lazy_exports import lazy_exports
 __version__ = "0.1.0"
 
 _LAZY = {
-    "ModelConfig": "hdetr.config.model",
-    "ConfigError": "hdetr.config.base",
-    "build_model": "hdetr.models",
-    "build_criterion": "hdetr.losses",
-    "from_official_checkpoint": "hdetr.checkpoint_io",
-    "to_official_state_dict": "hdetr.checkpoint_io",
+    "hdetr.config.model": ("ModelConfig",),
+    "hdetr.errors": ("ConfigError",),
+    "hdetr.models": ("build_model",),
+    "hdetr.losses": ("build_criterion",),
+    "hdetr.official_checkpoint": ("from_official_checkpoint", "to_official_state_dict"),
 }
 
-
-__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
-
-__all__ = list(_LAZY)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY, globals())

@@ -25,16 +25,40 @@ def box_area(boxes: torch.Tensor) -> torch.Tensor:
     return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
 
 
+def _intersection_and_union(boxes1: torch.Tensor, boxes2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Intersection and union areas of xyxy boxes [..., 4] and [..., 4] (leading dims broadcast) -> [...], [...].
+
+    Works on the unbound corners, so broadcasting [Q, 1, 4] against [1, G, 4] builds
+    [Q, G] tensors and never a [Q, G, 4] one.
+    """
+    x0a, y0a, x1a, y1a = boxes1.unbind(-1)
+    x0b, y0b, x1b, y1b = boxes2.unbind(-1)
+    inter = (torch.minimum(x1a, x1b) - torch.maximum(x0a, x0b)).clamp(min=0)
+    inter = inter * (torch.minimum(y1a, y1b) - torch.maximum(y0a, y0b)).clamp(min=0)
+    union = (x1a - x0a) * (y1a - y0a) + (x1b - x0b) * (y1b - y0b) - inter
+    return inter, union
+
+
 def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Pairwise IoU of xyxy boxes [N, 4] x [M, 4] -> (iou [N, M], union [N, M])."""
-    area1 = box_area(boxes1)
-    area2 = box_area(boxes2)
-    lt = torch.max(boxes1[:, None, :2], boxes2[None, :, :2])
-    rb = torch.min(boxes1[:, None, 2:], boxes2[None, :, 2:])
-    wh = (rb - lt).clamp(min=0)
-    inter = wh[..., 0] * wh[..., 1]
-    union = area1[:, None] + area2[None, :] - inter
+    inter, union = _intersection_and_union(boxes1[:, None, :], boxes2[None, :, :])
     return inter / union, union
+
+
+def paired_generalized_box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
+    """Generalised IoU of xyxy boxes [..., 4] and [..., 4], element by element (leading dims broadcast) -> [...].
+
+    The one implementation of GIoU: the loss takes matched pairs ([N, 4] and [N, 4]),
+    :func:`generalized_box_iou` and the matching cost broadcast [.., Q, 1, 4] against
+    [..., 1, G, 4]. Values lie in [-1, 1]; boxes must have x1 >= x0 and y1 >= y0.
+    """
+    inter, union = _intersection_and_union(boxes1, boxes2)
+    x0a, y0a, x1a, y1a = boxes1.unbind(-1)
+    x0b, y0b, x1b, y1b = boxes2.unbind(-1)
+    # The enclosing box of two boxes with x1 >= x0 is never narrower than either, so its
+    # sides need no clamp.
+    hull = (torch.maximum(x1a, x1b) - torch.minimum(x0a, x0b)) * (torch.maximum(y1a, y1b) - torch.minimum(y0a, y0b))
+    return inter / union - (hull - union) / hull
 
 
 def generalized_box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
@@ -47,33 +71,7 @@ def generalized_box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Ten
         raise ValueError("generalized_box_iou: boxes1 has degenerate boxes (x1 < x0 or y1 < y0)")
     if not bool((boxes2[:, 2:] >= boxes2[:, :2]).all()):
         raise ValueError("generalized_box_iou: boxes2 has degenerate boxes (x1 < x0 or y1 < y0)")
-    iou, union = box_iou(boxes1, boxes2)
-    lt = torch.min(boxes1[:, None, :2], boxes2[None, :, :2])
-    rb = torch.max(boxes1[:, None, 2:], boxes2[None, :, 2:])
-    wh = (rb - lt).clamp(min=0)
-    hull = wh[..., 0] * wh[..., 1]
-    return iou - (hull - union) / hull
-
-
-def paired_generalized_box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
-    """Element-wise generalised IoU of xyxy boxes [N, 4] and [N, 4] -> [N].
-
-    The same values as the diagonal of ``generalized_box_iou`` without building
-    the N x N matrix (the criterion only needs matched pairs).
-    """
-    area1 = box_area(boxes1)
-    area2 = box_area(boxes2)
-    lt = torch.max(boxes1[:, :2], boxes2[:, :2])
-    rb = torch.min(boxes1[:, 2:], boxes2[:, 2:])
-    wh = (rb - lt).clamp(min=0)
-    inter = wh[:, 0] * wh[:, 1]
-    union = area1 + area2 - inter
-    iou = inter / union
-    lt_hull = torch.min(boxes1[:, :2], boxes2[:, :2])
-    rb_hull = torch.max(boxes1[:, 2:], boxes2[:, 2:])
-    wh_hull = (rb_hull - lt_hull).clamp(min=0)
-    hull = wh_hull[:, 0] * wh_hull[:, 1]
-    return iou - (hull - union) / hull
+    return paired_generalized_box_iou(boxes1[:, None, :], boxes2[None, :, :])
 
 
 def inverse_sigmoid(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:

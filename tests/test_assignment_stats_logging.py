@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from hdetr.analysis import assignment_curves
-from hdetr.config.base import ConfigError
+from hdetr.errors import ConfigError
 from hdetr.config.experiment import apply_overrides
 from hdetr.config.presets import get_preset
 from hdetr.engine.metrics_log import read_metrics

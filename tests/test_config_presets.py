@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from hdetr.cli import main
-from hdetr.config.base import ConfigError
+from hdetr.errors import ConfigError
 from hdetr.config.experiment import ExperimentConfig, apply_overrides, parse_override
 from hdetr.config.presets import get_preset, list_presets, load_experiment, preset_dict
 

@@ -1,7 +1,7 @@
 """Two-stage selection is checked against the smallest augmented image when the config is built."""
 import pytest
 
-from hdetr.config.base import ConfigError
+from hdetr.errors import ConfigError
 from hdetr.config.experiment import apply_overrides
 from hdetr.config.presets import get_preset
 

@@ -12,7 +12,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 @pytest.mark.slow
 def test_grad_norm_of_the_total_loss_equals_the_official():
-    checkpoint_io = pytest.importorskip("hdetr.checkpoint_io")
+    official_checkpoint = pytest.importorskip("hdetr.official_checkpoint")
     fx = torch.load(FIXTURES / "official_public_fixture.pt", weights_only=True)
     sys.path.insert(0, str(FIXTURES))
     try:
@@ -21,8 +21,8 @@ def test_grad_norm_of_the_total_loss_equals_the_official():
         sys.path.remove(str(FIXTURES))
     state_dict = recipe_state_dict(fx["manifest"], salt=fx["recipe_salt"],
                                    enc_head=f"class_embed.{fx['config']['dec_layers']}.weight")
-    overrides = checkpoint_io.official_flags_to_overrides(fx["official_args"])
-    model = checkpoint_io.from_official_checkpoint(state_dict, **overrides)
+    overrides = official_checkpoint.official_flags_to_overrides(fx["official_args"])
+    model = official_checkpoint.from_official_checkpoint(state_dict, **overrides)
     model.train()
     criterion = build_criterion(model.config)
     assert model.config.k_one2many == fx["config"]["k_one2many"]

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from hdetr.config.base import ConfigError
+from hdetr.errors import ConfigError
 from hdetr.config.data import DataConfig
 from hdetr.data import build_dataloader, build_dataset, collate
 from hdetr.data.dataset import CocoDetection

@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from hdetr.config.base import ConfigError
+from hdetr.errors import ConfigError
 from hdetr.config.presets import get_preset
 from hdetr.config.train import TrainConfig
 from hdetr.engine.optim import build_lr_scheduler, build_optimizer, build_param_groups

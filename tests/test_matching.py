@@ -159,6 +159,6 @@ def test_single_layer_call_takes_official_style_targets_and_unpacks_like_tuples(
 
 
 def test_all_zero_cost_weights_are_rejected():
-    from hdetr.config.base import ConfigError
+    from hdetr.errors import ConfigError
     with pytest.raises(ConfigError, match="cannot all be 0"):
         CostWeights(0.0, 0.0, 0.0)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from hdetr.checkpoint_io import to_official_state_dict
-from hdetr.config.base import ConfigError
+from hdetr.official_checkpoint import to_official_state_dict
+from hdetr.errors import ConfigError
 from hdetr.config.model import ModelConfig, baseline, hybrid_branch, hybrid_epoch, hybrid_layer
 from hdetr.errors import UserError
 from hdetr.models import HDeformableDETR, build_model

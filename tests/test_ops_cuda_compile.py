@@ -6,7 +6,7 @@
 - The emulation tests compile the kernels of ``ms_deform_attn_kernels.cuh`` as
   C++ (``csrc/cuda/emulation``: 32 std::threads per warp, real shuffles and
   atomics) and compare them with the PyTorch reference, so their arithmetic is
-  tested everywhere, not only on a lent GPU.
+  tested on every machine, with or without a GPU.
 - The rest checks the loader's contract on a machine without a usable device.
 """
 from __future__ import annotations

@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hdetr.config.base import ConfigError
+from hdetr.errors import ConfigError
 from hdetr.config.model import ModelConfig
 from hdetr.models.swin_backbone import SwinBody
 from hdetr.models.swin_transformer import SwinArchitecture

@@ -13,25 +13,12 @@
 from hdetr.lazy_exports import lazy_exports
 
 _LAZY = {
-    "BRANCHES": "hdetr.analysis.branches",
-    "branch_outputs": "hdetr.analysis.branches",
-    "both_query_groups": "hdetr.analysis.branches",
-    "DuplicateCounts": "hdetr.analysis.duplicates",
-    "BranchRow": "hdetr.analysis.duplicates",
-    "count_duplicates": "hdetr.analysis.duplicates",
-    "nms_detections": "hdetr.analysis.duplicates",
-    "branch_table": "hdetr.analysis.duplicates",
-    "rows_to_markdown": "hdetr.analysis.duplicates",
-    "AssignmentStats": "hdetr.analysis.assignment_stats",
-    "batch_assignment_stats": "hdetr.analysis.assignment_stats",
-    "dataset_assignment_stats": "hdetr.analysis.assignment_stats",
-    "assignment_curves": "hdetr.analysis.dynamics",
-    "eval_curve": "hdetr.analysis.dynamics",
-    "plot_assignment_curves": "hdetr.analysis.dynamics",
-    "LayerSampling": "hdetr.analysis.sampling",
-    "record_sampling": "hdetr.analysis.sampling",
-    "draw_query_sampling": "hdetr.analysis.sampling",
+    "hdetr.analysis.branches": ("BRANCHES", "branch_outputs", "both_query_groups"),
+    "hdetr.analysis.duplicates": ("DuplicateCounts", "BranchRow", "count_duplicates", "nms_detections",
+                                  "branch_table", "rows_to_markdown"),
+    "hdetr.analysis.assignment_stats": ("AssignmentStats", "batch_assignment_stats", "dataset_assignment_stats"),
+    "hdetr.analysis.dynamics": ("assignment_curves", "eval_curve", "plot_assignment_curves"),
+    "hdetr.analysis.sampling": ("LayerSampling", "record_sampling", "draw_query_sampling"),
 }
 
-__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
-__all__ = list(_LAZY)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY, globals())

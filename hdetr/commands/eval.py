@@ -42,8 +42,8 @@ def build_from_checkpoint(path: str | Path, preset: str | None, config_file: str
     from hdetr import build_model, from_official_checkpoint
     from hdetr.config.experiment import apply_overrides, experiment_from_dict, parse_override
     from hdetr.config.presets import load_experiment
-    from hdetr.checkpoint_files import load_exactly
-    from hdetr.engine.checkpoint import checkpoint_format, read_checkpoint
+    from hdetr.state_dict_io import load_exactly
+    from hdetr.engine.training_checkpoint import checkpoint_format, read_checkpoint
 
     ckpt = read_checkpoint(path)
     fmt = checkpoint_format(ckpt, str(path))

@@ -12,15 +12,31 @@ import types
 import typing
 from typing import Any, TypeVar
 
+# Defined below the configs (hdetr.errors imports nothing of hdetr); importable from here too.
+from hdetr.errors import ConfigError
+
 C = TypeVar("C", bound="Config")
-
-
-class ConfigError(ValueError):
-    """A configuration that cannot be built; the message is meant for the user as is."""
 
 
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _number(owner: str, name: str, value: Any, tp: type) -> int | float:
+    """``value`` as an int (ints, whole floats, integer strings) or a float (numbers, numeric
+    strings); a bool is neither, though Python counts it as an int."""
+    if not isinstance(value, bool):
+        if isinstance(value, str):
+            try:
+                return tp(value)
+            except ValueError:
+                pass
+        elif tp is float and isinstance(value, (int, float)):
+            return float(value)
+        elif tp is int and (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
+            return int(value)
+    expected = "an integer" if tp is int else "a number"
+    raise ConfigError(f"{owner}.{name}: got {value!r}, expected {expected}")
 
 
 def _coerce(owner: str, name: str, value: Any, tp: Any) -> Any:
@@ -58,30 +74,8 @@ def _coerce(owner: str, name: str, value: Any, tp: Any) -> Any:
         if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
             return value.lower() in ("true", "1", "yes")
         raise ConfigError(f"{owner}.{name}: got {value!r}, expected true or false")
-    if tp is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{owner}.{name}: got {value!r}, expected an integer")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{owner}.{name}: got {value!r}, expected an integer")
-    if tp is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"{owner}.{name}: got {value!r}, expected a number")
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{owner}.{name}: got {value!r}, expected a number")
+    if tp is int or tp is float:
+        return _number(owner, name, value, tp)
     if tp is str:
         if isinstance(value, str):
             return value

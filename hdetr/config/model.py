@@ -2,9 +2,8 @@
 
 Field names follow the official H-Deformable-DETR command-line flags wherever one
 exists (``num_queries_one2one``, ``k_one2many``, ``dim_feedforward`` ...), so values
-can be copied from the official config scripts. The supervision scheme lives here too
-(issue: "the scheme settings live in the model's config"), because the number of
-queries the model builds depends on it.
+can be copied from the official config scripts. The supervision scheme lives here too,
+because the number of queries the model builds depends on it.
 
 Schemes (see ``hdetr.matching.plan``):
 
@@ -27,7 +26,8 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from hdetr.config.base import Config, ConfigError
+from hdetr.config.base import Config
+from hdetr.errors import ConfigError
 
 SCHEMES = ("baseline", "hybrid_branch", "hybrid_epoch", "hybrid_layer")
 BACKBONES = (

@@ -9,13 +9,9 @@ from __future__ import annotations
 from hdetr.lazy_exports import lazy_exports
 
 _LAZY = {
-    "train": "hdetr.engine.trainer",
-    "TrainingDiverged": "hdetr.engine.trainer",
-    "evaluate_model": "hdetr.engine.evaluator",
-    "read_metrics": "hdetr.engine.metrics_log",
+    "hdetr.engine.trainer": ("train", "TrainingDiverged"),
+    "hdetr.engine.evaluator": ("evaluate_model",),
+    "hdetr.engine.metrics_log": ("read_metrics",),
 }
 
-
-__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
-
-__all__ = list(_LAZY)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY, globals())

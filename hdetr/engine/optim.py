@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hdetr.config.base import ConfigError
+from hdetr.errors import ConfigError
 from hdetr.config.train import TrainConfig
 
 

@@ -29,9 +29,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from hdetr.checkpoint_files import load_exactly
+from hdetr.state_dict_io import load_exactly
 from hdetr.config.experiment import ExperimentConfig
-from hdetr.engine import checkpoint as ckpt_io
+from hdetr.engine import training_checkpoint as ckpt_io
 from hdetr.engine.data_order import EpochBatchSampler, SeededSamples
 from hdetr.engine.distributed import (DistInfo, barrier, broadcast_flag, gather_objects, init_distributed,
                                       mean_over_processes, shutdown_distributed)
@@ -221,10 +221,14 @@ class Trainer:
             p.best = {"AP": ap, "epoch": p.epoch, "batches_done": p.batches_done, "global_step": p.global_step}
         return metrics
 
-    def save_after_eval(self, improved_before: dict | None) -> None:
+    def evaluate_and_save(self) -> dict[str, Any] | None:
+        """Evaluate, write the last checkpoint, and copy it to the best one if this evaluation set a new best AP."""
+        best_before = self.progress.best
+        metrics = self.evaluate()
         self.save()
-        if self.dist.is_main and self.progress.best is not improved_before and self.progress.best is not None:
+        if self.dist.is_main and self.progress.best is not best_before and self.progress.best is not None:
             ckpt_io.copy_atomic(self.last_path, self.best_path)
+        return metrics
 
     # ------------------------------------------------------------ steps
 
@@ -240,8 +244,7 @@ class Trainer:
         loss_dict = self.criterion(_float32(outputs), targets, epoch=p.epoch, record=record)
         if record:
             self._log_assignment_stats(targets)
-        weights = self.criterion.weight_dict
-        total = sum(loss_dict[k] * weights[k] for k in weights if k in loss_dict)
+        total = self.criterion.total_loss(loss_dict)
         logged = mean_over_processes({**loss_dict, "loss": total})
         bad = {k: v for k, v in logged.items() if not math.isfinite(v)}
         if bad:
@@ -349,9 +352,7 @@ class Trainer:
                 if end_of_epoch:
                     break
                 if tc.eval_every_iters and p.global_step % tc.eval_every_iters == 0:
-                    best = p.best
-                    self.evaluate()
-                    self.save_after_eval(best)
+                    self.evaluate_and_save()
                 elif stopped_by or (tc.checkpoint_every_iters and p.global_step % tc.checkpoint_every_iters == 0):
                     self.save()
                 self._tick = time.perf_counter()
@@ -365,9 +366,7 @@ class Trainer:
                 if p.epoch >= tc.epochs:
                     stopped_by = stopped_by or "epochs"
         if self.last_eval is None or self.last_eval.get("step") != p.global_step:
-            best = p.best
-            self.evaluate()
-            self.save_after_eval(best)
+            self.evaluate_and_save()
         self.logger.close()
         return self._summary(stopped_by, resumed)
 
@@ -414,9 +413,7 @@ class Trainer:
         p.batches_done = 0
         due = tc.eval_every_epochs and p.epoch % tc.eval_every_epochs == 0
         if due or p.epoch >= tc.epochs:
-            best = p.best
-            self.evaluate()
-            self.save_after_eval(best)
+            self.evaluate_and_save()
         else:
             self.save()
 

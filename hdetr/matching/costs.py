@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
-from hdetr.config.base import ConfigError
+from hdetr.boxes import cxcywh_to_xyxy, paired_generalized_box_iou
+from hdetr.errors import ConfigError
 
 
 _LOG_EPS = 1e-8
@@ -54,30 +55,14 @@ def l1_cost(pred_boxes: torch.Tensor, target_boxes: torch.Tensor) -> torch.Tenso
     return (pred_boxes - target_boxes).abs().sum(-1)
 
 
-def _corners(boxes: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    cx, cy, w, h = boxes.unbind(-1)
-    return cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h
-
-
 @torch.no_grad()
 def giou_cost(pred_boxes: torch.Tensor, target_boxes: torch.Tensor) -> torch.Tensor:
     """Negative generalised IoU of cxcywh boxes, [..., 4] x [..., 4] (broadcast) -> [...].
 
-    Corners are taken before broadcasting and every broadcast intermediate is
-    reused in place, so a [L, B, Q, G] matrix costs a dozen passes over it and no
-    [L, B, Q, G, 4] tensor is ever built (matching costs carry no gradient).
+    Corners are taken before broadcasting, so a [L, B, Q, 1, 4] x [L, B, 1, G, 4] call
+    builds [L, B, Q, G] tensors and no [L, B, Q, G, 4] one (matching costs carry no gradient).
     """
-    px0, py0, px1, py1 = _corners(pred_boxes)
-    tx0, ty0, tx1, ty1 = _corners(target_boxes)
-    pred_area = (px1 - px0) * (py1 - py0)
-    target_area = (tx1 - tx0) * (ty1 - ty0)
-    inter = (torch.minimum(px1, tx1) - torch.maximum(px0, tx0)).clamp_(min=0)
-    inter.mul_((torch.minimum(py1, ty1) - torch.maximum(py0, ty0)).clamp_(min=0))
-    union = (pred_area + target_area).sub_(inter)
-    hull = torch.maximum(px1, tx1) - torch.minimum(px0, tx0)
-    hull.mul_(torch.maximum(py1, ty1) - torch.minimum(py0, ty0))
-    # giou = iou - (hull - union) / hull, negated
-    return (hull - union).div_(hull).sub_(inter.div_(union))
+    return -paired_generalized_box_iou(cxcywh_to_xyxy(pred_boxes), cxcywh_to_xyxy(target_boxes))
 
 
 @torch.no_grad()

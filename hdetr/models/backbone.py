@@ -15,7 +15,7 @@ from hdetr.config.model import ModelConfig
 from hdetr.errors import UserError
 from hdetr.models.batching import resize_mask
 from hdetr.models.position_encoding import PositionEmbeddingSine
-from hdetr.checkpoint_files import load_exactly
+from hdetr.state_dict_io import load_exactly
 from hdetr.models.pretrained import read_state_dict, strip_wrapper_prefix
 
 RESNET_CHANNELS = {"resnet18": (128, 256, 512), "resnet18_half": (64, 128, 256), "resnet50": (512, 1024, 2048),
@@ -117,12 +117,24 @@ class Joiner(nn.Sequential):
         self.strides = backbone.strides
         self.num_channels = backbone.num_channels
 
+    # Named views of the two children; the children themselves stay "0" and "1", the
+    # official state-dict keys (backbone.0.body..., no parameters in backbone.1).
+    @property
+    def feature_extractor(self) -> nn.Module:
+        """images [B, 3, H, W] -> feature maps [B, C_i, h_i, w_i], in stride order."""
+        return self[0]
+
+    @property
+    def position_embedding(self) -> PositionEmbeddingSine:
+        """padding mask [B, h, w] -> sine position encoding [B, hidden_dim, h, w]."""
+        return self[1]
+
     def forward(self, images: torch.Tensor, mask: torch.Tensor):
         """images [B, 3, H, W], mask [B, H, W] (True = padding) -> (features [B, C_i, h_i, w_i],
         masks [B, h_i, w_i], positions [B, hidden_dim, h_i, w_i]), lists in stride order."""
-        features = self[0](images)
+        features = self.feature_extractor(images)
         masks = [resize_mask(mask, f.shape[-2:]) for f in features]
-        positions = [self[1](m).to(f.dtype) for f, m in zip(features, masks)]
+        positions = [self.position_embedding(m).to(f.dtype) for f, m in zip(features, masks)]
         return features, masks, positions
 
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from hdetr.boxes import inverse_sigmoid
-from hdetr.config.base import ConfigError
+from hdetr.errors import ConfigError
 from hdetr.config.model import ModelConfig
 from hdetr.errors import UserError
 from hdetr.models.backbone import build_backbone
@@ -99,7 +99,7 @@ class HDeformableDETR(nn.Module):
             level_mask = resize_mask(mask, src.shape[-2:])
             srcs.append(src)
             masks.append(level_mask)
-            positions.append(self.backbone[1](level_mask).to(src.dtype))
+            positions.append(self.backbone.position_embedding(level_mask).to(src.dtype))
         groups = self.query_groups()
         num_queries = sum(groups)
         query_embed = self.query_embed.weight[:num_queries] if hasattr(self, "query_embed") else None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hdetr.checkpoint_files import load_exactly
+from hdetr.state_dict_io import load_exactly
 from hdetr.models import official_swin_keys
 from hdetr.models.pretrained import read_state_dict, strip_wrapper_prefix
 from hdetr.models.swin_transformer import PatchEmbed, SwinArchitecture, SwinStage, init_weights

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from hdetr.config.model import ModelConfig
+from hdetr.models.batching import valid_sizes
 from hdetr.models.deformable_decoder import DeformableTransformerDecoder, DeformableTransformerDecoderLayer
 from hdetr.models.deformable_encoder import DeformableTransformerEncoder, DeformableTransformerEncoderLayer
 from hdetr.models.position_encoding import proposal_position_embedding
@@ -49,8 +50,7 @@ class DecoderResult:
 def valid_ratio(mask: torch.Tensor) -> torch.Tensor:
     """mask [B, H, W] -> [B, 2] (w, h) fraction of the map that is not padding."""
     _, height, width = mask.shape
-    valid_h = (~mask[:, :, 0]).sum(1)
-    valid_w = (~mask[:, 0, :]).sum(1)
+    valid_h, valid_w = valid_sizes(mask).unbind(1)
     return torch.stack([valid_w.float() / width, valid_h.float() / height], -1)
 
 

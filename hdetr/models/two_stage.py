@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from hdetr.errors import UserError
+from hdetr.models.batching import valid_sizes
 
 
 def grid_proposals(memory_padding_mask: torch.Tensor,
@@ -20,8 +21,7 @@ def grid_proposals(memory_padding_mask: torch.Tensor,
     start = 0
     for level, (height, width) in enumerate(spatial_shapes.tolist()):
         mask = memory_padding_mask[:, start:start + height * width].view(batch, height, width)
-        valid_h = (~mask[:, :, 0]).sum(1)
-        valid_w = (~mask[:, 0, :]).sum(1)
+        valid_h, valid_w = valid_sizes(mask).unbind(1)
         grid_y, grid_x = torch.meshgrid(
             torch.linspace(0, height - 1, height, dtype=torch.float32, device=device),
             torch.linspace(0, width - 1, width, dtype=torch.float32, device=device),

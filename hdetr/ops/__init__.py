@@ -9,8 +9,7 @@ nothing; kernels are built on first use or with ``hdetr build-ops``.
 """
 from __future__ import annotations
 
-import importlib
-
+from hdetr.lazy_exports import lazy_exports
 from hdetr.ops.dispatch import (
     BACKENDS,
     MSDABackendError,
@@ -21,29 +20,14 @@ from hdetr.ops.dispatch import (
 from hdetr.ops.reference import ms_deform_attn_reference
 from hdetr.ops.validation import MSDAInputError
 
-_LAZY = {"MSDeformAttn": "hdetr.ops.attention_module"}
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        try:
-            module = importlib.import_module(_LAZY[name])
-        except ImportError as exc:
-            raise AttributeError(f"hdetr.ops.{name} is unavailable: {exc}") from exc
-        return getattr(module, name)
-    raise AttributeError(f"module 'hdetr.ops' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + list(_LAZY))
-
+__getattr__, __dir__, _LAZY_NAMES = lazy_exports(__name__, {"hdetr.ops.attention_module": ("MSDeformAttn",)}, globals())
 
 __all__ = [
     "BACKENDS",
     "MSDABackendError",
     "MSDAFallbackWarning",
     "MSDAInputError",
-    "MSDeformAttn",
+    *_LAZY_NAMES,  # MSDeformAttn
     "ms_deform_attn_reference",
     "multi_scale_deformable_attention",
     "select_backend",

@@ -1,6 +1,7 @@
 """Builds and loads the CUDA kernels of multi-scale deformable attention.
 
-The sources live in ``csrc/cuda`` next to the package and are compiled on first
+The sources live in ``csrc/cuda`` (the checkout's, or the copy an installed
+package ships; see :mod:`hdetr.ops.extension_build`) and are compiled on first
 use with ``torch.utils.cpp_extension.load`` (ninja, honours ``MAX_JOBS`` and
 ``TORCH_CUDA_ARCH_LIST``) into a per-user cache: ``$HDETR_OPS_CACHE`` (default
 ``~/.cache/hdetr/ops``) ``/cuda-<torch>-<source hash>``. cpp_extension holds a
@@ -23,35 +24,26 @@ for float64, float32, float16 and bfloat16 CUDA tensors (contiguous).
 """
 from __future__ import annotations
 
-import hashlib
 import os
-import re
-import sys
-import threading
 from pathlib import Path
 from types import ModuleType
 
 import torch
 
-CACHE_ENV = "HDETR_OPS_CACHE"
+from hdetr.ops import extension_build
+from hdetr.ops.extension_build import CACHE_ENV, ExtensionUnavailable, cache_root
+
 _SOURCE_SUFFIXES = (".cu", ".cpp", ".h", ".cuh")
 _COMPILE_FLAGS = ["-O3"]
 _CUDA_COMPILE_FLAGS = ["-O3"]
+_NO_NVCC = "nvcc not found: set CUDA_HOME to a CUDA toolkit root (with bin/nvcc and include/cuda_runtime.h)"
 
-_lock = threading.Lock()
-# "module" once built; "reason" (and "error") once a load failed.
-_state: dict[str, object] = {}
+_build_result = extension_build.RememberedBuild()
 
 
 def source_dir() -> Path:
-    """``csrc/cuda``: the repository's for an editable install, else the packaged ``hdetr/_csrc`` copy."""
-    # This file's own path, not hdetr.__file__: that is None when a stale editable
-    # install maps hdetr as a namespace package.
-    package = Path(__file__).resolve().parents[1]
-    for candidate in (package.parent / "csrc" / "cuda", package / "_csrc" / "cuda"):
-        if (candidate / "bind_cuda.cpp").is_file():
-            return candidate
-    return package.parent / "csrc" / "cuda"
+    """``csrc/cuda``: the checkout's for a source tree or an editable install, else the packaged copy."""
+    return extension_build.csrc_dir() / "cuda"
 
 
 def cuda_sources(root: Path | str | None = None) -> list[Path]:
@@ -64,28 +56,12 @@ def cuda_sources(root: Path | str | None = None) -> list[Path]:
 
 def source_hash(root: Path | str | None = None) -> str:
     """Short hash of every source's name and content and of the flags: the cache key of a build."""
-    digest = hashlib.sha256()
-    for path in cuda_sources(root):
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
-    digest.update(" ".join(_COMPILE_FLAGS + _CUDA_COMPILE_FLAGS).encode())
-    digest.update(sys.implementation.cache_tag.encode())
-    return digest.hexdigest()[:16]
-
-
-def cache_root() -> Path:
-    """``$HDETR_OPS_CACHE`` if set, else ``$XDG_CACHE_HOME/hdetr/ops`` (``~/.cache/hdetr/ops``)."""
-    configured = os.environ.get(CACHE_ENV)
-    if configured:
-        return Path(configured).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg) / "hdetr" / "ops"
+    return extension_build.source_hash(cuda_sources(root), _COMPILE_FLAGS + _CUDA_COMPILE_FLAGS)
 
 
 def default_build_dir() -> Path:
     """``<cache_root>/cuda-<torch version>-<source hash>``."""
-    torch_version = re.sub(r"[^0-9A-Za-z.]+", "_", torch.__version__)
-    return cache_root() / f"cuda-{torch_version}-{source_hash()}"
+    return extension_build.build_directory("cuda", source_hash())
 
 
 def find_cuda_home() -> Path | None:
@@ -95,8 +71,7 @@ def find_cuda_home() -> Path | None:
     torch guesses from ``which nvcc``, which points to the wrong root when ``nvcc`` is a
     wrapper script (``/usr/local/bin/nvcc`` -> ``/usr/local``), so each guess is verified.
     """
-    from torch.utils import cpp_extension
-
+    cpp_extension = extension_build.import_cpp_extension()
     candidates = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), cpp_extension.CUDA_HOME,
                   "/usr/local/cuda"]
     for candidate in candidates:
@@ -115,14 +90,12 @@ def build_cuda_extension(build_dir: Path | str | None = None, *, verbose: bool =
     Needs nvcc but no GPU: without a visible device, set ``TORCH_CUDA_ARCH_LIST``
     (e.g. ``"8.0;9.0"``) to choose the architectures to compile for.
     """
-    from torch.utils import cpp_extension
-
+    cpp_extension = extension_build.import_cpp_extension()
     if torch.version.cuda is None:
         raise RuntimeError(f"torch {torch.__version__} was built without CUDA; install a CUDA build of torch")
     cuda_home = find_cuda_home()
     if cuda_home is None:
-        raise RuntimeError("nvcc not found: set CUDA_HOME to a CUDA toolkit root (with bin/nvcc and "
-                           "include/cuda_runtime.h)")
+        raise RuntimeError(_NO_NVCC)
     # cpp_extension reads its module-level CUDA_HOME when it builds the nvcc
     # command line and include paths, so a wrong import-time guess is replaced.
     cpp_extension.CUDA_HOME = str(cuda_home)
@@ -147,11 +120,22 @@ def build_cuda_extension(build_dir: Path | str | None = None, *, verbose: bool =
 
 def summarize_build_error(message: str, max_lines: int = 6) -> str:
     """nvcc's / the compiler's own error lines, else the last lines of the message."""
-    lines = [line.strip() for line in message.splitlines() if line.strip()]
-    errors = [line for line in lines if re.search(r"\berror\b", line, re.IGNORECASE)]
-    errors = [line for line in errors if not line.startswith(("ninja:", "FAILED:"))] or errors
-    picked = (errors or lines[-max_lines:])[:max_lines]
-    return " | ".join(picked) if picked else "unknown error"
+    return extension_build.summarize_build_error(message, max_lines=max_lines)
+
+
+def _attempt_load() -> ModuleType:
+    if torch.version.cuda is None:
+        raise ExtensionUnavailable(f"torch {torch.__version__} was built without CUDA")
+    if not torch.cuda.is_available():
+        raise ExtensionUnavailable("no CUDA device is visible (torch.cuda.is_available() is False)")
+    if find_cuda_home() is None:
+        raise ExtensionUnavailable(_NO_NVCC)
+    return build_cuda_extension()
+
+
+def _explain(exc: Exception) -> str:
+    return (f"building the CUDA op from {source_dir()} in {default_build_dir()} failed: "
+            f"{summarize_build_error(str(exc))}")
 
 
 def load_cuda_extension() -> ModuleType | None:
@@ -161,24 +145,7 @@ def load_cuda_extension() -> ModuleType | None:
     calls return the remembered result. ``cuda_unavailable_reason()`` says why
     it is None.
     """
-    with _lock:
-        if "module" in _state or "reason" in _state:
-            return _state.get("module")  # type: ignore[return-value]
-        if torch.version.cuda is None:
-            _state["reason"] = f"torch {torch.__version__} was built without CUDA"
-        elif not torch.cuda.is_available():
-            _state["reason"] = "no CUDA device is visible (torch.cuda.is_available() is False)"
-        elif find_cuda_home() is None:
-            _state["reason"] = ("nvcc not found: set CUDA_HOME to a CUDA toolkit root "
-                                "(with bin/nvcc and include/cuda_runtime.h)")
-        else:
-            try:
-                _state["module"] = build_cuda_extension()
-            except Exception as exc:  # noqa: BLE001 - any build failure means "use another backend"
-                _state["reason"] = (f"building the CUDA op from {source_dir()} in {default_build_dir()} failed: "
-                                    f"{summarize_build_error(str(exc))}")
-                _state["error"] = exc
-        return _state.get("module")  # type: ignore[return-value]
+    return _build_result.load(_attempt_load, _explain)
 
 
 def cuda_unavailable_reason() -> str:
@@ -187,18 +154,13 @@ def cuda_unavailable_reason() -> str:
     Tries the load first if nobody has, so the answer is never a guess.
     """
     load_cuda_extension()
-    return str(_state.get("reason", ""))
+    return _build_result.reason()
 
 
-def cuda_build_error() -> BaseException | None:
-    """The exception of the failed build, with nvcc's full output, if any."""
-    return _state.get("error")  # type: ignore[return-value]
-
-
-def reset_cuda_extension_state() -> None:
-    """Forget the remembered load result so that the next load tries again (tests)."""
-    with _lock:
-        _state.clear()
+# The failed build's exception with nvcc's full output, if any; forget the remembered
+# result so that the next load tries again (tests).
+cuda_build_error = _build_result.error
+reset_cuda_extension_state = _build_result.reset
 
 
 __all__ = [

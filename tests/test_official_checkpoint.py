@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from hdetr.checkpoint_io import (
+from hdetr.official_checkpoint import (
     from_official_checkpoint,
     infer_config,
     official_flags_to_overrides,
     to_official_state_dict,
 )
-from hdetr.config.base import ConfigError
+from hdetr.errors import ConfigError
 from hdetr.config.model import ModelConfig
 from hdetr.errors import UserError
 from hdetr.models import build_model

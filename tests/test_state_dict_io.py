@@ -3,7 +3,7 @@ import argparse
 import pytest
 import torch
 
-from hdetr.checkpoint_files import load_torch_file
+from hdetr.state_dict_io import load_torch_file
 from hdetr.errors import UserError
 from hdetr.models.pretrained import read_state_dict
 

@@ -1,4 +1,5 @@
-"""Import and export of official H-Deformable-DETR checkpoints.
+"""Import and export of official H-Deformable-DETR checkpoints (hdetr's own training
+checkpoints: ``hdetr.engine.training_checkpoint``).
 
 An official checkpoint is ``{"model": state_dict, "optimizer": ..., "args": Namespace, ...}``
 (or a bare state dict). ``from_official_checkpoint`` infers the architecture from the
@@ -21,8 +22,8 @@ from typing import Any
 
 import torch
 
-from hdetr.checkpoint_files import describe_key_mismatch, load_torch_file, shape_mismatch
-from hdetr.config.base import ConfigError
+from hdetr.state_dict_io import describe_key_mismatch, load_torch_file, shape_mismatch
+from hdetr.errors import ConfigError
 from hdetr.config.model import ModelConfig
 from hdetr.errors import UserError
 from hdetr.models import HDeformableDETR, build_model
@@ -224,7 +225,7 @@ def to_official_state_dict(model: HDeformableDETR) -> "OrderedDict[str, torch.Te
     the shared decoder heads under both names."""
     own = model.state_dict()
     if model.config.backbone.startswith("swin"):
-        own = official_swin_keys.to_official(own, model.backbone[0].body)
+        own = official_swin_keys.to_official(own, model.backbone.feature_extractor.body)
     duplicates = _expected_duplicates(model.config, own)
     out: OrderedDict[str, torch.Tensor] = OrderedDict()
     inserted = False
