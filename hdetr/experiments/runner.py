@@ -96,6 +96,24 @@ def strip_heavy_outputs(path: Path) -> int:
     return dropped
 
 
+def relative_paths(path: Path, replacements: dict[Path, Path]) -> None:
+    """Rewrite absolute paths in a notebook file (papermill's metadata and injected parameters) as the
+    given relative ones, so an executed notebook says nothing about the machine that ran it."""
+    text = path.read_text()
+    for absolute, relative in sorted(replacements.items(), key=lambda kv: -len(str(kv[0]))):
+        text = text.replace(str(absolute.resolve()), relative.as_posix()).replace(str(absolute), relative.as_posix())
+    path.write_text(text)
+
+
+def _shown(path: Path) -> Path:
+    """``path`` relative to the working directory (or the source checkout) where it lies inside it."""
+    path = path.resolve()
+    for root in (Path.cwd().resolve(), repo_root().resolve()):
+        if path.is_relative_to(root):
+            return path.relative_to(root)
+    return path
+
+
 def _replace_dir(new: Path, dest: Path) -> None:
     """Put ``new`` at ``dest``; the old ``dest`` is removed only once ``new`` is in place."""
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -170,6 +188,8 @@ def run_experiment(name: str, scale: str, *, reports_dir: str | Path | None = No
                 f"{summary[-1] if summary else ''}); the finished report in {report_dest} is untouched; "
                 f"the executed notebook is {failed}") from exc
         strip_heavy_outputs(executed)
+        relative_paths(executed, {report_tmp: _shown(report_dest), executed: _shown(notebook_dest),
+                                  source: _shown(source)})
         _replace_dir(report_tmp, report_dest)
         notebook_dest.parent.mkdir(parents=True, exist_ok=True)
         executed.replace(notebook_dest)

@@ -125,7 +125,7 @@ def _setup_text(spec_base: ExperimentConfig, scale: str, seeds: Sequence[int], d
             f"training images), {m.backbone} from random weights, hidden {m.hidden_dim}, "
             f"{m.enc_layers}+{m.dec_layers} layers, FFN {m.dim_feedforward}, {m.num_queries_one2one} one-to-one "
             f"queries in the baseline; batch {t.batch_size}; budget {budget}; evaluation on "
-            f"{t.eval_max_images or 'all'} validation images; seeds {list(seeds)}.")
+            f"{t.eval_max_images or d.synthetic_val_images or 'all'} validation images; seeds {list(seeds)}.")
 
 
 def table_study(name: str, scale: str, *, seeds: Sequence[int] | None = None,
