@@ -69,8 +69,8 @@ def _mech(records: Sequence[RunRecord], key: str) -> float | None:
 
 
 def tables(data: dict[str, dict[str, list[RunRecord]]]) -> dict[str, list[str]]:
-    iters = ["| hypothesis | baseline AP | hybrid AP | Δ AP hybrid − baseline [95 % CI] | verdict | runs |",
-             "|---|---|---|---|---|---|"]
+    iters = ["| hypothesis | baseline AP | hybrid AP | Δ AP hybrid − baseline [95 % CI] | verdict | Δ AP50 | Δ AP75 "
+             "| runs |", "|---|---|---|---|---|---|---|---|"]
     wall = ["| hypothesis | s/iter baseline | s/iter hybrid | ratio | equal time (s) | baseline AP | hybrid AP | "
             "Δ AP [95 % CI] | verdict |", "|---|---|---|---|---|---|---|---|---|"]
     mech = ["| hypothesis | model | positives / object, one-to-one (last layer) | positives / object, one-to-many "
@@ -81,10 +81,11 @@ def tables(data: dict[str, dict[str, list[RunRecord]]]) -> dict[str, list[str]]:
         runs = data.get(h.key, {})
         b, y = runs.get("baseline", []), runs.get("hybrid_branch", [])
         if not (b or y):
-            iters.append(f"| {h.key} | not run | | | | |")
+            iters.append(f"| {h.key} | not run | | | | | | |")
             continue
         d = compare(y, b)
         iters.append(f"| {h.key} | {_cell(metric(b))} | {_cell(metric(y))} | {_diff(d)} | {verdict(d)} | "
+                     f"{_diff(compare(y, b, 'AP50'))} | {_diff(compare(y, b, 'AP75'))} | "
                      f"baseline {_flag(b)}; hybrid {_flag(y)} |")
         seconds = equal_wall_seconds([b, y])
         sb, sy = variant_speed(b), variant_speed(y)
