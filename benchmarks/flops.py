@@ -211,7 +211,7 @@ def measure(height: int, width: int) -> dict:
 
 
 def _paper() -> tuple[dict[str, float], dict[str, float]]:
-    from hdetr.experiments.paper import paper_table
+    from hdetr.paper import paper_table
 
     t6 = paper_table("schemes_table6")
     t7 = paper_table("cost_table7")

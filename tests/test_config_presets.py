@@ -49,7 +49,7 @@ def test_paper_recipes():
 
 
 def test_sweep_points_follow_the_paper_tables():
-    sweeps = json.loads((ROOT / "hdetr" / "experiments" / "paper_tables.json").read_text())["sweeps_12ep"]
+    sweeps = json.loads((ROOT / "hdetr" / "paper_tables.json").read_text())["sweeps_12ep"]
     for k in sweeps["K_with_T_300K"]:
         if int(k):
             m = get_preset(f"coco_r50_hybrid_branch_12ep_k{k}").model

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 
 from hdetr.errors import UserError
-from hdetr.experiments.paper import PaperCell, paper_sweep, paper_table, parse_cell, table_names
+from hdetr.paper import PaperCell, paper_sweep, paper_table, parse_cell, table_names
 from hdetr.experiments.report import ComparisonRow, comparison_markdown, format_measured, write_report
 
 

@@ -8,7 +8,7 @@ and ``train``. A variant names its ``base`` and only what differs (detrex habit)
     model: {scheme: baseline, num_queries_one2many: 0}
 
 The paper's grid (backbone x schedule x scheme) and its K / T / lambda sweep points
-(``hdetr/experiments/paper_tables.json``) are generated below from a few lines each,
+(``hdetr/paper_tables.json``) are generated below from a few lines each,
 as variants of the YAML presets, so there is one place per fact.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 from hdetr.config.base import ConfigError
 from hdetr.config.experiment import ExperimentConfig, experiment_from_dict, load_yaml_mapping, merge_dicts
-from hdetr.experiments.paper import load_paper_tables
+from hdetr.paper import load_paper_tables
 
 PRESET_DIR = Path(__file__).resolve().parents[1] / "presets"
 

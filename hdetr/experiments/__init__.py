@@ -1,6 +1,7 @@
 """Reproducing the paper's tables: its reference numbers, the papermill runner, report writers.
 
-- ``hdetr.experiments.paper``: ``load_paper_tables()``, ``paper_table(name)`` -> ``PaperTable``
+- ``hdetr.paper`` (below config and experiments, so presets and reports read one source):
+  ``load_paper_tables()``, ``paper_table(name)`` -> ``PaperTable``
   (the paper's tables as published, with "approx" cells marked).
 - ``hdetr.experiments.report``: ``ComparisonRow`` and ``write_report(...)``, which put the
   measured numbers (mean and spread over seeds) beside the paper's in markdown + JSON.

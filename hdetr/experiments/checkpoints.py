@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 
 from hdetr.config.experiment import ExperimentConfig
 from hdetr.errors import UserError
-from hdetr.experiments.paper import PaperCell, paper_table
+from hdetr.paper import PaperCell, paper_table
 from hdetr.experiments.report import ComparisonRow, write_report
 from hdetr.experiments.study import Variant
 

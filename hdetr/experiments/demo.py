@@ -103,7 +103,7 @@ def _table(records: dict[str, list[RunRecord]], configs: dict[str, ExperimentCon
 
 def _paper_gain() -> float:
     """H-Deformable-DETR minus Deformable-DETR, R50 12 epochs, COCO (paper Table 1)."""
-    from hdetr.experiments.paper import paper_table
+    from hdetr.paper import paper_table
 
     table = paper_table("coco_table1")
     ap = {method: table.find(backbone="R50", epochs=12, method=method)["AP"].number

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 
-from hdetr.experiments.paper import paper_table
+from hdetr.paper import paper_table
 
 V100S = 8
 COCO_TRAIN_IMAGES, LVIS_TRAIN_IMAGES = 117_266, 100_170

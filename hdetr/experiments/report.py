@@ -15,7 +15,7 @@ import platform
 from pathlib import Path
 from typing import Any, Sequence
 
-from hdetr.experiments.paper import PaperCell, PaperTable
+from hdetr.paper import PaperCell, PaperTable
 from hdetr.experiments.statistics import difference, summarize, verdict
 
 

@@ -26,7 +26,7 @@ from typing import Sequence
 from hdetr.config.experiment import ExperimentConfig, apply_overrides
 from hdetr.config.presets import get_preset
 from hdetr.errors import UserError
-from hdetr.experiments.paper import paper_sweep, paper_table
+from hdetr.paper import paper_sweep, paper_table
 from hdetr.experiments.regime import LVIS_CPU, regime_base, regime_hybrid_overrides
 from hdetr.experiments.report import ComparisonRow, write_report
 from hdetr.experiments.study import Variant, copy_run_logs
