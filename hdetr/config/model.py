@@ -167,24 +167,33 @@ class ModelConfig(Config):
             raise bad(f"focal_alpha={self.focal_alpha} must be in [0, 1]")
 
 
+# The paper's scheme settings (Table 6, R50): each scheme names only what differs from ModelConfig's defaults
+# (the hybrid branch, n=300, T=1500, K=6, lambda=1). Factories below and the preset grid read them.
+PAPER_SCHEMES: dict[str, dict] = {
+    "baseline": {"scheme": "baseline", "num_queries_one2many": 0},
+    "hybrid_branch": {"scheme": "hybrid_branch"},
+    "hybrid_epoch": {"scheme": "hybrid_epoch", "num_queries_one2one": 1800, "num_queries_one2many": 0,
+                     "k_one2many": 10, "one2many_epoch_fraction": 2.0 / 3.0},
+    "hybrid_layer": {"scheme": "hybrid_layer", "num_queries_one2one": 1800, "num_queries_one2many": 0,
+                     "k_one2many": 10, "one2many_layers": 4, "one2one_layers": 2},
+}
+
+
 def baseline(**changes) -> ModelConfig:
     """Two-stage Deformable-DETR with the paper's tricks, 300 one-to-one queries."""
-    return ModelConfig(scheme="baseline", num_queries_one2many=0, **changes)
+    return ModelConfig(**{**PAPER_SCHEMES["baseline"], **changes})
 
 
 def hybrid_branch(**changes) -> ModelConfig:
     """The paper's default H-Deformable-DETR: n=300, T=1500, K=6, lambda=1."""
-    return ModelConfig(**{"scheme": "hybrid_branch", **changes})
+    return ModelConfig(**{**PAPER_SCHEMES["hybrid_branch"], **changes})
 
 
 def hybrid_epoch(**changes) -> ModelConfig:
     """One set of M=1800 queries, K=10 copies during the first rho=2/3 of the epochs."""
-    base = dict(scheme="hybrid_epoch", num_queries_one2one=1800, num_queries_one2many=0, k_one2many=10)
-    return ModelConfig(**{**base, **changes})
+    return ModelConfig(**{**PAPER_SCHEMES["hybrid_epoch"], **changes})
 
 
 def hybrid_layer(**changes) -> ModelConfig:
     """One set of N=1800 queries, K=10 copies on the first L1=4 layers, one-to-one on the last L2=2."""
-    base = dict(scheme="hybrid_layer", num_queries_one2one=1800, num_queries_one2many=0, k_one2many=10,
-                one2many_layers=4, one2one_layers=2)
-    return ModelConfig(**{**base, **changes})
+    return ModelConfig(**{**PAPER_SCHEMES["hybrid_layer"], **changes})

@@ -19,19 +19,13 @@ from typing import Any
 
 from hdetr.config.base import ConfigError
 from hdetr.config.experiment import ExperimentConfig, experiment_from_dict, load_yaml_mapping, merge_dicts
+from hdetr.config.model import PAPER_SCHEMES
 from hdetr.paper import load_paper_tables
 
 PRESET_DIR = Path(__file__).resolve().parents[1] / "presets"
 
-# Schemes as in the paper's Table 6 (R50 settings); each row names only what differs.
-_SCHEME_CHANGES: dict[str, dict[str, Any]] = {
-    "baseline": {"scheme": "baseline", "num_queries_one2many": 0},
-    "hybrid_branch": {},
-    "hybrid_epoch": {"scheme": "hybrid_epoch", "num_queries_one2one": 1800, "num_queries_one2many": 0,
-                     "k_one2many": 10, "one2many_epoch_fraction": 2.0 / 3.0},
-    "hybrid_layer": {"scheme": "hybrid_layer", "num_queries_one2one": 1800, "num_queries_one2many": 0,
-                     "k_one2many": 10, "one2many_layers": 4, "one2one_layers": 2},
-}
+# Schemes as in the paper's Table 6: their one home is hdetr.config.model.PAPER_SCHEMES.
+_SCHEME_CHANGES = PAPER_SCHEMES
 # Official schedules: StepLR drop one epoch before the end of 12, six before the end of 36.
 _SCHEDULES = {"12ep": (12, 11), "36ep": (36, 30)}
 # Swin-L at 36 epochs uses drop-path 0.5 in the official configs.

@@ -179,24 +179,37 @@ def table_study(name: str, scale: str, *, seeds: Sequence[int] | None = None,
                      jobs=DEFAULT_JOBS[scale])
 
 
+def _preset_overrides(preset: str, base: str) -> tuple[str, ...]:
+    """The model fields in which ``preset`` differs from ``base``, as overrides."""
+    model, base_model = get_preset(preset).model.to_dict(), get_preset(base).model.to_dict()
+    return tuple(f"model.{k}={v!r}" if isinstance(v, float) else f"model.{k}={v}"
+                 for k, v in model.items() if v != base_model[k])
+
+
 def _scheme_overrides(scale: str) -> dict[str, tuple[str, ...]]:
-    """Each scheme with 4x (smoke: 3x) the baseline's queries in all, as Table 6 keeps 1800 = 6 x 300."""
+    """Each scheme with 4x (smoke: 3x) the baseline's queries in all, as Table 6 keeps 1800 = 6 x 300.
+
+    At cpu scale the epoch and layer settings are the ``synthetic_demo_hybrid_{epoch,layer}`` presets' (their
+    one home), the branch the regime's.
+    """
     branch = _branch_overrides(scale)
     if scale == "smoke":
         n, k, l1, l2 = 30, 2, 1, 1
-        epochs: tuple[str, ...] = ()
-    else:
-        n, k, l1, l2 = 120, 3, 2, 1
-        # rho is a fraction of the epochs: 4 epochs of 400 images make the same 400 steps, the first 2 (< 2/3 x 4)
-        # one-to-many, the last ones one-to-one
-        epochs = ("data.synthetic_images=400", "train.epochs=4", "model.num_epochs=4")
+        return {
+            "baseline": (),
+            "hybrid_branch": branch,
+            "hybrid_epoch": ("model.scheme=hybrid_epoch", f"model.num_queries_one2one={n}", f"model.k_one2many={k}"),
+            "hybrid_layer": ("model.scheme=hybrid_layer", f"model.num_queries_one2one={n}", f"model.k_one2many={k}",
+                             f"model.one2many_layers={l1}", f"model.one2one_layers={l2}"),
+        }
+    # rho is a fraction of the epochs: 4 epochs of 400 images make the same 400 steps, the first 2 (< 2/3 x 4)
+    # one-to-many, the last ones one-to-one
+    epochs = ("data.synthetic_images=400", "train.epochs=4", "model.num_epochs=4")
     return {
         "baseline": (),
         "hybrid_branch": branch,
-        "hybrid_epoch": ("model.scheme=hybrid_epoch", f"model.num_queries_one2one={n}", f"model.k_one2many={k}",
-                         f"model.one2many_epoch_fraction={2 / 3!r}", *epochs),
-        "hybrid_layer": ("model.scheme=hybrid_layer", f"model.num_queries_one2one={n}", f"model.k_one2many={k}",
-                         f"model.one2many_layers={l1}", f"model.one2one_layers={l2}"),
+        "hybrid_epoch": (*_preset_overrides("synthetic_demo_hybrid_epoch", "synthetic_demo_baseline"), *epochs),
+        "hybrid_layer": _preset_overrides("synthetic_demo_hybrid_layer", "synthetic_demo_baseline"),
     }
 
 
