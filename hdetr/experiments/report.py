@@ -178,7 +178,8 @@ def environment() -> dict[str, Any]:
 def write_report(out_dir: str | Path, *, name: str, title: str, scale: str, command: str,
                  rows: Sequence[ComparisonRow], metrics: Sequence[str], reference: str | None = None,
                  setup: str = "", paper_tables: Sequence[PaperTable] = (), notes: Sequence[str] = (),
-                 figures: Sequence[str] = (), detail_keys: Sequence[str] = ("seed",)) -> dict[str, Path]:
+                 figures: Sequence[str] = (), detail_keys: Sequence[str] = ("seed",),
+                 sections: Sequence[tuple[str, Sequence[str]]] = ()) -> dict[str, Path]:
     """Write ``<out_dir>/<name>.md`` and ``<out_dir>/<name>.json``; returns their paths.
 
     Args:
@@ -189,6 +190,7 @@ def write_report(out_dir: str | Path, *, name: str, title: str, scale: str, comm
         setup: one paragraph: data, model size, budget, seeds.
         paper_tables: the paper's full tables to reproduce below the comparison.
         figures: file names (relative to out_dir) of figures to link.
+        sections: extra (heading, markdown lines) after the runs, e.g. the cost columns.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -217,6 +219,9 @@ def write_report(out_dir: str | Path, *, name: str, title: str, scale: str, comm
     md += ["## Runs", "", per_run_markdown(rows, metrics, detail_keys), ""]
     for fig in figures:
         md += [f"![{fig}]({fig})", ""]
+    for heading, lines in sections:
+        if lines:
+            md += [f"## {heading}", "", *lines, ""]
     for table in paper_tables:
         md += [f"## Paper: {table.name}", "", table.note, "", table.to_markdown(), ""]
     if notes:

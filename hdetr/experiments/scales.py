@@ -64,14 +64,15 @@ class StudySpec:
 
     def write_report(self, rows: Sequence[ComparisonRow], output_dir, command: str, *, name: str | None = None,
                      title: str | None = None, reference: str | None = None, figures: Sequence[str] = (),
-                     notes: Sequence[str] = ()) -> dict:
+                     notes: Sequence[str] = (), sections: Sequence[tuple[str, Sequence[str]]] = ()) -> dict:
         """Write ``<output_dir>/<name>.md|.json`` (default name: the study's) and copy the runs' logs."""
         copy_run_logs(rows, Path(output_dir) / "runs")
         return write_report(
             output_dir, name=name or self.name, title=title or self.title, scale=self.scale, command=command,
             rows=rows, metrics=self.metrics, reference=reference or self.reference, setup=self.setup,
             paper_tables=[paper_table(t) for t in self.paper_tables], notes=[*self.notes, *notes],
-            figures=figures, detail_keys=("seed", "steps", "train_seconds", "stopped_by", "last_loss_giou"))
+            figures=figures, detail_keys=("seed", "steps", "train_seconds", "stopped_by", "last_loss_giou"),
+            sections=sections)
 
 
 def _check_scale(scale: str) -> None:
