@@ -123,12 +123,11 @@ def findings(records: dict[str, list[RunRecord]]) -> list[str]:
     lb, lh = mean_of(base, "one2one_loss"), mean_of(hybrid, "one2one_loss")
     out = [
         f"- Equal iterations ({base[0].steps if base else 0} steps, {len(base)} + {len(hybrid)} seeds): H-DETR − "
-        f"baseline = {d.mean:+.1f} AP, 95 % interval [{d.ci_low:+.1f}, {d.ci_high:+.1f}]: {verdict(d)}."
-        if d.ci_low is not None else f"- Equal iterations: one run per model, no interval: no claim.",
+        f"baseline = {d.signed_text(1)} AP (95 % interval): {verdict(d)}.",
     ]
-    if dw is not None and dw.ci_low is not None:
+    if dw is not None:
         out.append(f"- Equal wall time ({seconds:.0f} s of training, each model at its measured s/step): "
-                   f"{dw.mean:+.1f} AP [{dw.ci_low:+.1f}, {dw.ci_high:+.1f}]: {verdict(dw)}.")
+                   f"{dw.signed_text(1)} AP: {verdict(dw)}.")
     if sb and sh:
         out.append(f"- One H-DETR step cost {sh / sb:.2f}x a baseline step here (its one-to-many "
                    f"queries and their matching).")

@@ -45,11 +45,7 @@ def _cell(s: Summary) -> str:
 
 
 def _diff(s: Summary) -> str:
-    if s.mean is None:
-        return "n/a"
-    if s.ci_low is None:
-        return f"{s.mean:+.1f}"
-    return f"{s.mean:+.1f} [{s.ci_low:+.1f}, {s.ci_high:+.1f}]"
+    return s.signed_text(1)
 
 
 def _flag(records: Sequence[RunRecord]) -> str:

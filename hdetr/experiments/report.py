@@ -98,12 +98,9 @@ def comparison_markdown(rows: Sequence[ComparisonRow], metrics: Sequence[str],
 def _gain(row: ComparisonRow, ref: ComparisonRow, metric: str) -> str:
     d = difference(row.values(metric), ref.values(metric))
     paper = paper_number(row.paper.get(metric)), paper_number(ref.paper.get(metric))
-    if d.mean is None:
-        m = "n/a"
-    elif d.ci_low is None:
-        m = f"{d.mean:+.1f} (no interval)"
-    else:
-        m = f"{d.mean:+.1f} [{d.ci_low:+.1f}, {d.ci_high:+.1f}]{'' if d.ci_low > 0 or d.ci_high < 0 else ' ~0'}"
+    m = d.signed_text(1)
+    if d.ci_low is not None and d.ci_low <= 0 <= d.ci_high:
+        m += " ~0"
     p = "-" if None in paper else f"{paper[0] - paper[1]:+.1f}"
     return f"{m} / {p}"
 
@@ -140,7 +137,7 @@ def wall_time_markdown(rows: Sequence[ComparisonRow], reference: str | None = No
             d_text, v_text = "-", "-"
         else:
             d = difference(values[r.label], values[ref.label])
-            d_text = "n/a" if d.ci_low is None else f"{d.mean:+.1f} [{d.ci_low:+.1f}, {d.ci_high:+.1f}]"
+            d_text = d.signed_text(1)
             v_text = verdict(d)
         lines.append(f"| {r.label} | {sec:.3f} | {cost} | {summarize(values[r.label]).text(1)} | {d_text} | "
                      f"{v_text} |")

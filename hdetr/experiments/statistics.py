@@ -53,6 +53,14 @@ class Summary:
             return f"{self.mean:.{digits}f} (1 run)"
         return f"{self.mean:.{digits}f} ± {self.sd:.{digits}f} [{self.ci_low:.{digits}f}, {self.ci_high:.{digits}f}]"
 
+    def signed_text(self, digits: int = 1) -> str:
+        """A difference: ``"+1.2 [-0.8, +3.2]"`` (mean [95 % interval]); ``"+1.2 (no interval)"``; ``"n/a"``."""
+        if self.mean is None:
+            return "n/a"
+        if self.ci_low is None:
+            return f"{self.mean:+.{digits}f} (no interval)"
+        return f"{self.mean:+.{digits}f} [{self.ci_low:+.{digits}f}, {self.ci_high:+.{digits}f}]"
+
 
 def summarize(values: Sequence[float]) -> Summary:
     values = [float(v) for v in values]
