@@ -6,6 +6,7 @@ Top-level entry points (imported lazily so ``import hdetr`` stays cheap):
 - ``hdetr.build_criterion(config)`` -> the hybrid-matching criterion
 - ``hdetr.from_official_checkpoint(path_or_state_dict, **overrides)`` -> model
 - ``hdetr.to_official_state_dict(model)`` -> state dict the official code loads
+- ``hdetr.load_reference(name)`` / ``hdetr.list_references()``: the shipped trained models
 - ``hdetr.ModelConfig`` and the scheme presets in ``hdetr.config.model``
 """
 from __future__ import annotations
@@ -21,6 +22,8 @@ _LAZY = {
     "build_criterion": "hdetr.losses",
     "from_official_checkpoint": "hdetr.checkpoint_io",
     "to_official_state_dict": "hdetr.checkpoint_io",
+    "load_reference": "hdetr.references",
+    "list_references": "hdetr.references",
 }
 
 
