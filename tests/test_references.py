@@ -13,28 +13,37 @@ from hdetr.references.build import build
 from hdetr.references.store import FILES_DIR, read_manifest
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """A run folder as hdetr train leaves it: checkpoint_last.pth (hdetr format) and metrics.jsonl."""
+def make_tiny_run(root, name: str = "tiny", snapshots: tuple[int, ...] = ()):
+    """A run folder ``root/runs/<name>`` as hdetr train leaves it: checkpoint_last.pth (hdetr format, a tiny
+    hybrid model on a 2-image synthetic set in ``root/data``), metrics.jsonl, and ``snapshots/step<N>.pth``."""
     from hdetr.config.experiment import apply_overrides
     from hdetr.config.presets import get_preset
     from hdetr.data.synthetic import generate
     from hdetr.engine.checkpoint import FORMAT
 
-    root = tmp_path_factory.mktemp("refs")
-    generate("coco", root / "data", num_images=2, num_val_images=2, seed=1, image_size=64)
+    if not (root / "data").is_dir():
+        generate("coco", root / "data", num_images=2, num_val_images=2, seed=1, image_size=64)
     cfg = apply_overrides(get_preset("synthetic_tiny"), [f"data.root={root / 'data'}", "model.backbone=resnet18_half"])
     torch.manual_seed(0)
     model = hdetr.build_model(cfg.model)
-    run = root / "runs" / "tiny"
-    run.mkdir(parents=True)
-    torch.save({"format": FORMAT, "version": 1, "model": model.state_dict(), "config": cfg.to_dict(),
-                "global_step": 2}, run / "checkpoint_last.pth")
+    run = root / "runs" / name
+    (run / "snapshots").mkdir(parents=True)
+    checkpoint = {"format": FORMAT, "version": 1, "model": model.state_dict(), "config": cfg.to_dict(), "global_step": 2}
+    torch.save(checkpoint, run / "checkpoint_last.pth")
+    for step in snapshots:
+        torch.save(checkpoint, run / "snapshots" / f"step{step}.pth")
     rows = [{"type": "train", "step": 1, "loss": 3.0}, {"type": "eval", "step": 2, "epoch": 0, "AP": 0.01, "AP50": 0.05}]
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("refs")
+    model = make_tiny_run(root)
     files = root / "files"
     build(root / "runs", files, presets={"tiny": "synthetic_tiny"})
-    return {"model": model.eval(), "files": files, "runs": root / "runs"}
+    return {"model": model, "files": files, "runs": root / "runs"}
 
 
 def test_built_file_holds_fp16_weights_config_classes_and_training(tiny_run):
