@@ -126,3 +126,12 @@ def test_sampling_hook_captures_every_decoder_layer_and_leaves_the_op_as_it_was(
     assert one["locations"].shape == (cfg.nheads, cfg.num_feature_levels, cfg.dec_n_points, 2)
     # softmax over levels and points, per head
     assert torch.allclose(one["weights"].sum(dim=(1, 2)), torch.ones(cfg.nheads), atol=1e-5)
+
+
+def test_covering_predictions_keep_confident_overlapping_boxes_best_first():
+    from hdetr.analysis import covering_predictions
+
+    outputs = _outputs_with_two_identical_queries()  # scores sigmoid(3), sigmoid(2), sigmoid(1)
+    boxes, scores = covering_predictions(outputs, torch.tensor([0.2, 0.2, 0.4, 0.4]), score_threshold=0.5)
+    assert len(scores) == 2 and scores[0] > scores[1]
+    assert torch.allclose(boxes, torch.tensor([[0.2, 0.2, 0.4, 0.4]]).repeat(2, 1))

@@ -31,7 +31,7 @@ def test_report_writes_table_curve_and_figure_with_relative_paths(tmp_path, monk
         make_tiny_run(tmp_path, name, snapshots=(1, 2))
     build(tmp_path / "runs", tmp_path / "files", presets={n: "synthetic_tiny" for n in names})
     monkeypatch.chdir(tmp_path)
-    report = report_module.make_report("out", runs_dir="runs", images=2, batch_size=2, command="python -m x out",
+    report = report_module.make_report("out", runs_dir="runs", images=2, curve_images=1, batch_size=2, command="python -m x out",
                                        references_dir=tmp_path / "files")
     assert {(r["reference"], r["step"], r["branch"]) for r in report["over_training"]} == {
         (n, s, b) for n in names for s in (1, 2) for b in ("one2one", "one2many")}

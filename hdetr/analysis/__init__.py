@@ -2,7 +2,10 @@
 
 - ``branch_outputs`` / ``both_query_groups``: one-to-one and one-to-many predictions at inference.
 - ``count_duplicates``, ``nms_detections``, ``branch_table``, ``rows_to_markdown``: duplicates
-  and NMS per branch (paper Table 13).
+  and NMS per branch (paper Table 13); ``covering_predictions`` / ``draw_object_duplicates``: one
+  object's predictions in each branch.
+- ``read_report`` / ``plot_nms_gap``: the report of ``python -m hdetr.analysis.report`` (Table 13 at
+  this scale, the NMS gap over training).
 - ``batch_assignment_stats`` / ``dataset_assignment_stats``: positives per object, matched IoU
   and the score rank of matched queries, per group and layer.
 - ``assignment_curves`` / ``eval_curve`` / ``plot_assignment_curves``: the assignment
@@ -22,6 +25,10 @@ _LAZY = {
     "nms_detections": "hdetr.analysis.duplicates",
     "branch_table": "hdetr.analysis.duplicates",
     "rows_to_markdown": "hdetr.analysis.duplicates",
+    "covering_predictions": "hdetr.analysis.duplicates",
+    "draw_object_duplicates": "hdetr.analysis.duplicates",
+    "read_report": "hdetr.analysis.report",
+    "plot_nms_gap": "hdetr.analysis.report",
     "AssignmentStats": "hdetr.analysis.assignment_stats",
     "batch_assignment_stats": "hdetr.analysis.assignment_stats",
     "dataset_assignment_stats": "hdetr.analysis.assignment_stats",

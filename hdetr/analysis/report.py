@@ -1,6 +1,6 @@
 """The duplicates / NMS report (paper Table 13 at this scale) and the NMS gap over training.
 
-    python -m hdetr.analysis.report reports/analysis [--runs runs/references] [--images 300]
+    python -m hdetr.analysis.report reports/analysis [--runs runs/references] [--images 300] [--curve-images 100]
         [--nms-iou 0.7] [--score-threshold 0.3] [--dup-iou 0.6]
 
 writes into the output folder:
@@ -112,7 +112,7 @@ def plot_nms_gap(report: dict[str, Any], ax=None):
     ax.set_xlabel("training step")
     ax.set_ylabel("AP with NMS - AP without (points)")
     ax.set_title(f"NMS gap over training (NMS IoU {report['settings']['nms_iou']}, "
-                 f"{report['settings']['images']} val images)", fontsize=9)
+                 f"{report['settings']['curve_images']} val images)", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     return ax
@@ -169,14 +169,14 @@ def report_markdown(report: dict[str, Any]) -> str:
     ]
     if report["over_training"]:
         parts += ["", "## The NMS gap over training", "",
-                  f"Each snapshot of the references' training on the same {s['images']} images: AP without NMS / "
+                  f"Each snapshot of the references' training on the first {s['curve_images']} of those images: AP without NMS / "
                   f"with NMS / the gap (points) / duplicates per object without NMS.", "",
                   f"![NMS gap over training]({report['figure']})", "", _curve_markdown(report["over_training"])]
     return "\n".join(parts) + "\n"
 
 
 def make_report(out_dir: str | Path, *, runs_dir: str | Path | None = "runs/references", images: int = 300,
-                nms_iou: float = 0.7, score_threshold: float = 0.3, dup_iou: float = 0.6, batch_size: int = 4,
+                curve_images: int = 100, nms_iou: float = 0.7, score_threshold: float = 0.3, dup_iou: float = 0.6, batch_size: int = 4,
                 command: str = "", references_dir: str | Path | None = None) -> dict[str, Any]:
     """Evaluate, write ``duplicates.md`` / ``.json`` (and the figure when ``runs_dir`` is given) into
     ``out_dir``; returns the report's dict."""
@@ -196,13 +196,13 @@ def make_report(out_dir: str | Path, *, runs_dir: str | Path | None = "runs/refe
     dataset = build_dataset(hybrid.experiment_config.data, "val")
     report: dict[str, Any] = {
         "command": command,
-        "settings": {"images": min(images, len(dataset)), "nms_iou": nms_iou, "score_threshold": score_threshold,
+        "settings": {"images": min(images, len(dataset)), "curve_images": min(curve_images, len(dataset)), "nms_iou": nms_iou, "score_threshold": score_threshold,
                      "dup_iou": dup_iou},
         "steps": {HYBRID: hybrid.trained["steps"], BASELINE: baseline.trained["steps"]},
         "paper": paper_numbers(),
         "hybrid_rows": [asdict(r) for r in branch_table(hybrid, dataset, **table_args)],
         "baseline_rows": [asdict(r) for r in branch_table(baseline, dataset, **table_args)],
-        "over_training": over_training(runs_dir, dataset, **table_args) if runs_dir is not None else [],
+        "over_training": over_training(runs_dir, dataset, **{**table_args, "max_images": curve_images}) if runs_dir is not None else [],
         "figure": FIGURE,
     }
     report["seconds"] = round(time.time() - started, 1)
@@ -225,16 +225,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", default="runs/references", help="runs of scripts/train_references.sh (snapshots)")
     parser.add_argument("--skip-curve", action="store_true", help="no NMS gap over training (no snapshots needed)")
     parser.add_argument("--images", type=int, default=300, help="val images evaluated (default 300)")
+    parser.add_argument("--curve-images", type=int, default=100, help="val images per snapshot (default 100)")
     parser.add_argument("--nms-iou", type=float, default=0.7)
     parser.add_argument("--score-threshold", type=float, default=0.3, help="score above which a prediction counts")
     parser.add_argument("--dup-iou", type=float, default=0.6, help="IoU above which a prediction covers an object")
     args = parser.parse_args(argv)
     command = " ".join(["python -m hdetr.analysis.report", args.out_dir,
                         *(["--skip-curve"] if args.skip_curve else ["--runs", args.runs]), "--images", str(args.images),
+                        *([] if args.skip_curve else ["--curve-images", str(args.curve_images)]),
                         "--nms-iou", str(args.nms_iou), "--score-threshold", str(args.score_threshold),
                         "--dup-iou", str(args.dup_iou)])
     try:
         report = make_report(args.out_dir, runs_dir=None if args.skip_curve else args.runs, images=args.images,
+                             curve_images=args.curve_images,
                              nms_iou=args.nms_iou, score_threshold=args.score_threshold, dup_iou=args.dup_iou,
                              command=command)
     except UserError as exc:
