@@ -141,6 +141,9 @@ def test_draw_detections_respects_threshold(scene):
     ax = draw_detections(images[0], detections, score_threshold=0.4, class_names=["a", "b", "c", "d"])
     assert len(ax.patches) == 2
     assert ax.texts[0].get_text() == "b 0.90"
+    ax = draw_detections(images[0], detections, score_threshold=0.95, topk_if_none=2)
+    assert [t.get_text() for t in ax.texts] == ["1 0.90", "3 0.50"]
+    assert ax.get_title().startswith("no detection with score >= 0.95: the top 2 drawn")
     plt.close("all")
 
 

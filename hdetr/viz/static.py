@@ -148,26 +148,37 @@ def draw_cost_heatmap(records: Sequence[Any], *, image_index: int = 0, layer: in
 
 
 def draw_detections(image: torch.Tensor, detections: dict, *, score_threshold: float = 0.3,
-                    class_names: Sequence[str] | None = None, ax=None):
+                    class_names: Sequence[str] | None = None, topk_if_none: int = 0, ax=None):
     """Draw ``model.predict`` output for one image: boxes [k, 4] xyxy pixels, scores [k], labels [k].
 
     Boxes are in the pixels of the image as given; detections below ``score_threshold``
-    are skipped. Returns the Axes (one patch per drawn detection).
+    are skipped, except that when none passes it and ``topk_if_none`` > 0 the
+    ``topk_if_none`` best are drawn (dashed) and the title says so. Returns the Axes (one
+    patch per drawn detection).
     """
     ax = _new_ax(ax)
     ax.imshow(to_display(image))
-    keep = detections["scores"].detach().cpu() >= score_threshold
+    all_scores = detections["scores"].detach().cpu()
+    keep = all_scores >= score_threshold
+    fallback = not bool(keep.any()) and topk_if_none > 0 and len(all_scores) > 0
+    if fallback:
+        keep = torch.zeros_like(keep)
+        keep[all_scores.argsort(descending=True)[:topk_if_none]] = True
     boxes = detections["boxes"].detach().cpu()[keep]
-    scores = detections["scores"].detach().cpu()[keep].tolist()
+    scores = all_scores[keep].tolist()
     labels = detections["labels"].detach().cpu()[keep].tolist()
     for box, score, label in zip(boxes.tolist(), scores, labels):
-        _add_box(ax, box, COLORS["detection"], linewidth=1.5)
+        _add_box(ax, box, COLORS["detection"], linestyle="--" if fallback else "-", linewidth=1.5)
         name = class_names[label] if class_names else str(label)
         ax.text(box[0], box[1], f"{name} {score:.2f}", color="black", fontsize=7, va="bottom",
                 bbox=dict(facecolor=COLORS["detection"], alpha=0.8, pad=1, linewidth=0))
     height, width = image_size(image)
     ax.set_xlim(0, width)
     ax.set_ylim(height, 0)
-    ax.set_title(f"{len(scores)} detections with score >= {score_threshold}", fontsize=9)
+    if fallback:
+        ax.set_title(f"no detection with score >= {score_threshold}: the top {len(scores)} drawn (dashed) "
+                     f"with their scores", fontsize=9)
+    else:
+        ax.set_title(f"{len(scores)} detections with score >= {score_threshold}", fontsize=9)
     ax.axis("off")
     return ax
