@@ -19,7 +19,8 @@ from hdetr.viz.assignments import (COST_FIELDS, GROUPS, last_decoder_layer, laye
 from hdetr.viz.image import boxes_to_pixels, image_size, to_display
 
 COLORS = {"gt": "#2ca02c", "one2one": "#d62728", "one2many": "#1f77b4", "detection": "#ff7f0e"}
-LINESTYLES = {"gt": "-", "one2one": "-", "one2many": "--"}
+# line style as well as colour tells ground truth, one-to-one and one-to-many apart on any object colour
+LINESTYLES = {"gt": "-", "one2one": ":", "one2many": "--"}
 
 
 def _new_ax(ax):
@@ -49,7 +50,7 @@ def draw_assignments(image: torch.Tensor, targets: dict, records: Sequence[Any],
         records: the criterion's ``last_assignments`` (any images/layers; filtered here).
         outputs: the model outputs the records were made from (batched).
         layer: decoder layer (default: the last one recorded); ``-1`` = encoder proposals.
-        groups: which groups to draw; one-to-one in red, one-to-many (K copies) dashed blue.
+        groups: which groups to draw; one-to-one dotted red, one-to-many (K copies) dashed blue.
         connect: draw a thin line from each matched prediction's centre to its target's.
 
     Ground-truth boxes are solid green and labelled with their index (and class name).
@@ -65,7 +66,8 @@ def draw_assignments(image: torch.Tensor, targets: dict, records: Sequence[Any],
     gt_boxes = boxes_to_pixels(targets["boxes"], height, width)
     labels = targets.get("labels", torch.zeros(len(gt_boxes), dtype=torch.long)).tolist()
     for i, box in enumerate(gt_boxes):
-        _add_box(ax, box, COLORS["gt"], linewidth=2.0, label="ground truth" if i == 0 else None, gid=f"gt:{i}")
+        _add_box(ax, box, COLORS["gt"], LINESTYLES["gt"], linewidth=2.5, label="ground truth" if i == 0 else None,
+                 gid=f"gt:{i}")
         name = class_names[labels[i]] if class_names else str(labels[i])
         ax.text(box[0], box[1], f"{i}:{name}", color="white", fontsize=7, va="bottom",
                 bbox=dict(facecolor=COLORS["gt"], alpha=0.8, pad=1, linewidth=0))
@@ -75,7 +77,7 @@ def draw_assignments(image: torch.Tensor, targets: dict, records: Sequence[Any],
             pixels = boxes_to_pixels(boxes, height, width)
             for j, box in enumerate(pixels):
                 query = int(record.query_indices[j])
-                _add_box(ax, box, COLORS[group], LINESTYLES[group], linewidth=1.2,
+                _add_box(ax, box, COLORS[group], LINESTYLES[group], linewidth=1.6,
                          label=group if j == 0 else None, gid=f"{group}:q{query}")
                 if connect:
                     target_box = gt_boxes[int(record.target_indices[j])]
@@ -88,7 +90,7 @@ def draw_assignments(image: torch.Tensor, targets: dict, records: Sequence[Any],
                  fontsize=9)
     ax.axis("off")
     if ax.patches:
-        ax.legend(loc="lower right", fontsize=7, framealpha=0.7)
+        ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7)  # beside the image, not on it
     return ax
 
 
