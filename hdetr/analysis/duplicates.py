@@ -187,12 +187,13 @@ def covering_predictions(outputs: dict, gt_box: torch.Tensor, *, score_threshold
 
 @torch.no_grad()
 def draw_object_duplicates(model, image: torch.Tensor, target: dict, object_index: int | None = None, *,
-                           score_threshold: float = 0.3, iou_threshold: float = 0.6, axes=None):
+                           score_threshold: float = 0.3, iou_threshold: float = 0.6, zoom: float = 1.0, axes=None):
     """One object of one image and, in two panels, the one-to-one and the one-to-many predictions that
     cover it (``covering_predictions``): the one-to-many branch puts several boxes on it, a trained
     one-to-one branch one. ``object_index`` None picks the object the one-to-many branch covers most.
-    Ground truth: thick green solid; one-to-one: red solid; one-to-many: blue dashed; their scores in
-    the legend. Returns (axes, object_index, {branch: number of covering predictions})."""
+    Ground truth: thick green solid; one-to-one: red dotted; one-to-many: blue dashed; their scores in
+    the legend. ``zoom`` > 0 shows the object with that many object sizes of margin on each side (0: the
+    whole image). Returns (axes, object_index, {branch: number of covering predictions})."""
     import matplotlib.pyplot as plt
 
     from hdetr.viz.image import image_size, to_display
@@ -220,8 +221,14 @@ def draw_object_duplicates(model, image: torch.Tensor, target: dict, object_inde
         for rank, box in enumerate(boxes * scale):
             _add_box(ax, box, COLORS[branch], LINESTYLES[branch], linewidth=1.5,
                      label=f"{branch} predictions (scores {listed})" if rank == 0 else None)
-        ax.set_xlim(0, width)
-        ax.set_ylim(height, 0)
+        x0, y0, x1, y1 = (gt[object_index] * scale).tolist()
+        if zoom > 0:  # small objects: the stack of boxes is only visible close up
+            mx, my = max(zoom * (x1 - x0), 8.0), max(zoom * (y1 - y0), 8.0)
+            ax.set_xlim(max(0.0, x0 - mx), min(width, x1 + mx))
+            ax.set_ylim(min(height, y1 + my), max(0.0, y0 - my))
+        else:
+            ax.set_xlim(0, width)
+            ax.set_ylim(height, 0)
         ax.axis("off")
         ax.set_title(f"{branch}: {len(scores)} prediction(s) with score > {score_threshold} and "
                      f"IoU > {iou_threshold}", fontsize=8)
