@@ -6,6 +6,7 @@ Top-level entry points (imported lazily so ``import hdetr`` stays cheap):
 - ``hdetr.build_criterion(config)`` -> the hybrid-matching criterion
 - ``hdetr.from_official_checkpoint(path_or_state_dict, **overrides)`` -> model
 - ``hdetr.to_official_state_dict(model)`` -> state dict the official code loads
+- ``hdetr.load_reference(name)`` / ``hdetr.list_references()``: the shipped trained models
 - ``hdetr.ModelConfig`` and the scheme presets in ``hdetr.config.model``
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ _LAZY = {
     "hdetr.models": ("build_model",),
     "hdetr.losses": ("build_criterion",),
     "hdetr.official_checkpoint": ("from_official_checkpoint", "to_official_state_dict"),
+    "hdetr.references": ("load_reference", "list_references"),
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY, globals())

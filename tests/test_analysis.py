@@ -126,3 +126,41 @@ def test_sampling_hook_captures_every_decoder_layer_and_leaves_the_op_as_it_was(
     assert one["locations"].shape == (cfg.nheads, cfg.num_feature_levels, cfg.dec_n_points, 2)
     # softmax over levels and points, per head
     assert torch.allclose(one["weights"].sum(dim=(1, 2)), torch.ones(cfg.nheads), atol=1e-5)
+
+
+def test_covering_predictions_keep_confident_overlapping_boxes_best_first():
+    from hdetr.analysis import covering_predictions
+
+    outputs = _outputs_with_two_identical_queries()  # scores sigmoid(3), sigmoid(2), sigmoid(1)
+    boxes, scores = covering_predictions(outputs, torch.tensor([0.2, 0.2, 0.4, 0.4]), score_threshold=0.5)
+    assert len(scores) == 2 and scores[0] > scores[1]
+    assert torch.allclose(boxes, torch.tensor([[0.2, 0.2, 0.4, 0.4]]).repeat(2, 1))
+
+
+def test_kept_op_inputs_rerun_the_op_and_one_level_is_drawn_per_head():
+    import matplotlib.pyplot as plt
+
+    from hdetr import build_model
+    from hdetr.analysis import draw_query_sampling, record_sampling
+    from hdetr.config.presets import get_preset
+    from hdetr.ops import multi_scale_deformable_attention
+
+    cfg = get_preset("synthetic_tiny").model
+    model = build_model(cfg).eval()
+    torch.manual_seed(0)
+    image = torch.randn(3, 64, 64)
+    with torch.no_grad(), record_sampling(model, keep_value=True) as captured:
+        model([image])
+    inputs = captured[0].op_inputs()
+    assert inputs[0].shape[:3] == (1, int((inputs[1][:, 0] * inputs[1][:, 1]).sum()), cfg.nheads)
+    out = multi_scale_deformable_attention(*inputs, backend="torch")
+    assert out.shape == (1, inputs[3].shape[1], cfg.hidden_dim)
+    ax = draw_query_sampling(image, captured[0].for_query(0), levels=[1])
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == [f"head {h}" for h in range(cfg.nheads)] + ["reference point"]
+    plt.close("all")
+    with record_sampling(model) as captured:
+        with torch.no_grad():
+            model([image])
+    with pytest.raises(UserError, match="keep_value=True"):
+        captured[0].op_inputs()

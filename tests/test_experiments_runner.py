@@ -88,3 +88,38 @@ def test_reproduce_smoke_writes_report_and_notebook(tmp_path):
     nb = nbformat.read(tmp_path / "notebooks" / "coco_table_smoke.ipynb", as_version=4)
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert 'SCALE = "smoke"' in injected[0].source
+
+
+def test_unknown_parameters_are_refused_with_the_valid_ones():
+    from hdetr.experiments.runner import refuse_unknown_parameters, run_experiment
+
+    with pytest.raises(UserError, match=r"coco_table.ipynb: unknown parameter SEDS; the valid ones are SCALE, SEEDS, "):
+        refuse_unknown_parameters("coco", ["SCALE", "SEDS"])
+    with pytest.raises(UserError, match=r"unknown parameters NOPE, SEDS"):
+        run_experiment("coco", "smoke", parameters={"SEDS": [0], "NOPE": 1})
+
+
+def test_the_regenerate_command_records_the_parameters_used():
+    from hdetr.experiments.runner import check_notebook_parameters, notebook_parameters
+
+    defaults = notebook_parameters("coco")
+    used = {**defaults, "SCALE": "cpu", "OUTPUT_DIR": "reports/x", "SEEDS": [0, 1]}
+    assert check_notebook_parameters("coco", used) == (
+        "papermill notebooks/experiments/coco_table.ipynb out.ipynb -p SCALE cpu -y 'SEEDS: [0, 1]' "
+        "-p OUTPUT_DIR reports/x")
+    given = {**defaults, "COMMAND": "hdetr reproduce coco --scale cpu"}
+    assert check_notebook_parameters("coco", given) == "hdetr reproduce coco --scale cpu"
+    with pytest.raises(UserError, match="unknown parameter SEDS"):
+        check_notebook_parameters("coco", {**defaults, "SEDS": [0]})
+
+
+def test_papermill_run_with_a_misspelt_parameter_stops_before_training(tmp_path):
+    import papermill
+
+    from hdetr.experiments.runner import notebooks_dir
+
+    with pytest.raises(papermill.PapermillExecutionError, match="unknown parameter SEDS"):
+        papermill.execute_notebook(str(notebooks_dir() / "coco_table.ipynb"), str(tmp_path / "out.ipynb"),
+                                   parameters={"SEDS": [1], "OUTPUT_DIR": str(tmp_path / "new" / "report")},
+                                   kernel_name="python3", progress_bar=False)
+    assert not (tmp_path / "new").exists()  # refused before anything was created

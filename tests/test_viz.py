@@ -141,6 +141,9 @@ def test_draw_detections_respects_threshold(scene):
     ax = draw_detections(images[0], detections, score_threshold=0.4, class_names=["a", "b", "c", "d"])
     assert len(ax.patches) == 2
     assert ax.texts[0].get_text() == "b 0.90"
+    ax = draw_detections(images[0], detections, score_threshold=0.95, topk_if_none=2)
+    assert [t.get_text() for t in ax.texts] == ["1 0.90", "3 0.50"]
+    assert ax.get_title().startswith("no detection with score >= 0.95: the top 2 drawn")
     plt.close("all")
 
 
@@ -153,7 +156,9 @@ def test_plotly_figure_traces_and_hover(scene):
     assert "query 1 (one2many, layer 1)" in one2many.text[0] and "iou 0.600" in one2many.text[0]
     highlighted = assignment_figure(images[0], targets[0], records, outputs, image_index=0, layer=1,
                                     groups=("one2many",), query=3)
-    assert [t.name for t in highlighted.data] == ["image", "ground truth", "one2many", "query 3"]
+    assert [t.name for t in highlighted.data] == ["image", "ground truth", "one2many", "target 1 of query 3", "query 3"]
+    assert highlighted.data[-2].line.dash == "dashdot" and highlighted.data[-1].line.dash is None
+    assert [fig.data[i].line.dash for i in (1, 2, 3)] == ["solid", "dot", "dash"]
     assert "target 1, copy 0" in highlighted.data[-1].text[0]
 
 

@@ -2,7 +2,10 @@
 
 - ``branch_outputs`` / ``both_query_groups``: one-to-one and one-to-many predictions at inference.
 - ``count_duplicates``, ``nms_detections``, ``branch_table``, ``rows_to_markdown``: duplicates
-  and NMS per branch (paper Table 13).
+  and NMS per branch (paper Table 13); ``covering_predictions`` / ``draw_object_duplicates``: one
+  object's predictions in each branch.
+- ``read_report`` / ``plot_nms_gap``: the report of ``python -m hdetr.analysis.report`` (Table 13 at
+  this scale, the NMS gap over training).
 - ``batch_assignment_stats`` / ``dataset_assignment_stats``: positives per object, matched IoU
   and the score rank of matched queries, per group and layer.
 - ``assignment_curves`` / ``eval_curve`` / ``plot_assignment_curves``: the assignment
@@ -15,10 +18,12 @@ from hdetr.lazy_exports import lazy_exports
 _LAZY = {
     "hdetr.analysis.branches": ("BRANCHES", "branch_outputs", "both_query_groups"),
     "hdetr.analysis.duplicates": ("DuplicateCounts", "BranchRow", "count_duplicates", "nms_detections",
-                                  "branch_table", "rows_to_markdown"),
+                                  "branch_table", "rows_to_markdown", "covering_predictions",
+                                  "draw_object_duplicates"),
     "hdetr.analysis.assignment_stats": ("AssignmentStats", "batch_assignment_stats", "dataset_assignment_stats"),
     "hdetr.analysis.dynamics": ("assignment_curves", "eval_curve", "plot_assignment_curves"),
     "hdetr.analysis.sampling": ("LayerSampling", "record_sampling", "draw_query_sampling"),
+    "hdetr.analysis.report": ("read_report", "plot_nms_gap"),
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY, globals())

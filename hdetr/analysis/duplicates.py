@@ -167,3 +167,70 @@ def rows_to_markdown(rows: Iterable[BranchRow], paper: dict | None = None) -> st
             cells.append("-" if value is None else f"{value:.1f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def covering_predictions(outputs: dict, gt_box: torch.Tensor, *, score_threshold: float = 0.3,
+                         iou_threshold: float = 0.6) -> tuple[torch.Tensor, torch.Tensor]:
+    """The predictions of one image that cover one object: ``boxes`` [m, 4] and ``scores`` [m], best first.
+
+    ``outputs``: one branch's ``pred_logits`` [1, Q, C] / ``pred_boxes`` [1, Q, 4] (normalised cxcywh);
+    ``gt_box`` [4]: the object, normalised xyxy. A prediction covers it as in ``count_duplicates``.
+    """
+    _check_thresholds(score_threshold, iou_threshold)
+    boxes = cxcywh_to_xyxy(outputs["pred_boxes"][0].float())
+    scores = outputs["pred_logits"][0].float().sigmoid().max(dim=-1).values
+    iou = box_iou(gt_box.reshape(1, 4).float(), boxes)[0][0]
+    keep = (scores > score_threshold) & (iou > iou_threshold)
+    order = scores[keep].argsort(descending=True)
+    return boxes[keep][order], scores[keep][order]
+
+
+@torch.no_grad()
+def draw_object_duplicates(model, image: torch.Tensor, target: dict, object_index: int | None = None, *,
+                           score_threshold: float = 0.3, iou_threshold: float = 0.6, zoom: float = 1.0, axes=None):
+    """One object of one image and, in two panels, the one-to-one and the one-to-many predictions that
+    cover it (``covering_predictions``): the one-to-many branch puts several boxes on it, a trained
+    one-to-one branch one. ``object_index`` None picks the object the one-to-many branch covers most.
+    Ground truth: thick green solid; one-to-one: red dotted; one-to-many: blue dashed; their scores in
+    the legend. ``zoom`` > 0 shows the object with that many object sizes of margin on each side (0: the
+    whole image). Returns (axes, object_index, {branch: number of covering predictions})."""
+    import matplotlib.pyplot as plt
+
+    from hdetr.viz.image import image_size, to_display
+    from hdetr.viz.static import COLORS, LINESTYLES, _add_box
+
+    gt = cxcywh_to_xyxy(target["boxes"].float())
+    covering = {}
+    for branch in BRANCHES:
+        outputs = branch_outputs(model, [image], branch)
+        covering[branch] = [covering_predictions(outputs, box, score_threshold=score_threshold,
+                                                 iou_threshold=iou_threshold) for box in gt]
+    if object_index is None:
+        object_index = max(range(len(gt)), key=lambda i: len(covering["one2many"][i][1]))
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(9, 4.2))
+    height, width = image_size(image)
+    scale = torch.tensor([width, height, width, height], dtype=torch.float32)
+    counts = {}
+    for ax, branch in zip(axes, BRANCHES):
+        ax.imshow(to_display(image))
+        _add_box(ax, gt[object_index] * scale, COLORS["gt"], LINESTYLES["gt"], linewidth=3.0, label="ground truth")
+        boxes, scores = covering[branch][object_index]
+        counts[branch] = len(scores)
+        listed = ", ".join(f"{v:.2f}" for v in scores.tolist()[:8]) + (", ..." if len(scores) > 8 else "")
+        for rank, box in enumerate(boxes * scale):
+            _add_box(ax, box, COLORS[branch], LINESTYLES[branch], linewidth=1.5,
+                     label=f"{branch} predictions (scores {listed})" if rank == 0 else None)
+        x0, y0, x1, y1 = (gt[object_index] * scale).tolist()
+        if zoom > 0:  # small objects: the stack of boxes is only visible close up
+            mx, my = max(zoom * (x1 - x0), 8.0), max(zoom * (y1 - y0), 8.0)
+            ax.set_xlim(max(0.0, x0 - mx), min(width, x1 + mx))
+            ax.set_ylim(min(height, y1 + my), max(0.0, y0 - my))
+        else:
+            ax.set_xlim(0, width)
+            ax.set_ylim(height, 0)
+        ax.axis("off")
+        ax.set_title(f"{branch}: {len(scores)} prediction(s) with score > {score_threshold} and "
+                     f"IoU > {iou_threshold}", fontsize=8)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.02))
+    return axes, object_index, counts

@@ -28,6 +28,16 @@ class LayerSampling:
     locations: torch.Tensor
     weights: torch.Tensor
     spatial_shapes: torch.Tensor
+    # with record_sampling(keep_value=True): the op's other inputs, so it can be re-run on them
+    value: torch.Tensor | None = None
+    level_start_index: torch.Tensor | None = None
+
+    def op_inputs(self) -> tuple[torch.Tensor, ...]:
+        """(value, spatial_shapes, level_start_index, locations, weights): the op's arguments as it received
+        them, for ``hdetr.ops.multi_scale_deformable_attention`` (needs ``keep_value=True``)."""
+        if self.value is None:
+            raise UserError("this LayerSampling kept no value tensor; record with record_sampling(model, keep_value=True)")
+        return self.value, self.spatial_shapes, self.level_start_index, self.locations, self.weights
 
     def for_query(self, query: int, image_index: int = 0) -> dict[str, torch.Tensor]:
         """``reference`` [levels, 2 or 4], ``locations`` [heads, levels, points, 2], ``weights``
@@ -39,8 +49,9 @@ class LayerSampling:
 
 
 @contextlib.contextmanager
-def record_sampling(model):
-    """Yields a list that fills with one LayerSampling per decoder layer per forward run in the block."""
+def record_sampling(model, *, keep_value: bool = False):
+    """Yields a list that fills with one LayerSampling per decoder layer per forward run in the block;
+    ``keep_value`` also keeps the op's ``value`` [B, S, heads, D] and ``level_start_index``."""
     layers = model.transformer.decoder.layers
     captured: list[LayerSampling] = []
     current: dict = {}
@@ -50,7 +61,9 @@ def record_sampling(model):
         if current:
             captured.append(LayerSampling(layer=current["layer"], reference_points=current["reference"],
                                           locations=locations.detach().cpu(), weights=weights.detach().cpu(),
-                                          spatial_shapes=spatial_shapes.detach().cpu()))
+                                          spatial_shapes=spatial_shapes.detach().cpu(),
+                                          value=value.detach().cpu() if keep_value else None,
+                                          level_start_index=level_start_index.detach().cpu() if keep_value else None))
             current.clear()
         return original(value, spatial_shapes, level_start_index, locations, weights, **kwargs)
 
@@ -76,9 +89,11 @@ def sampling_points_in_pixels(sampling: dict[str, torch.Tensor], height: int, wi
     return sampling["locations"].float() * scale
 
 
-def draw_query_sampling(image: torch.Tensor, sampling: dict[str, torch.Tensor], *, title: str = "", ax=None):
+def draw_query_sampling(image: torch.Tensor, sampling: dict[str, torch.Tensor], *, title: str = "",
+                        levels=None, heads=None, ax=None):
     """The image with one query's sampling points: colour = feature level, size = attention weight,
-    marker = head (the reference point as a white cross). Returns the Axes."""
+    marker = head (the reference point as a white cross); ``levels`` / ``heads`` (lists of indices)
+    draw only those. Returns the Axes."""
     import matplotlib.pyplot as plt
 
     from hdetr.viz.image import image_size, to_display
@@ -89,14 +104,20 @@ def draw_query_sampling(image: torch.Tensor, sampling: dict[str, torch.Tensor], 
     ax.imshow(to_display(image))
     points = sampling_points_in_pixels(sampling, height, width)
     weights = sampling["weights"].float()
-    heads, levels, _, _ = points.shape
+    num_heads, num_levels, _, _ = points.shape
+    shown_levels = list(range(num_levels) if levels is None else levels)
+    shown_heads = list(range(num_heads) if heads is None else heads)
+    # one level shown: colour tells the heads apart; several: colour = level, marker = head
+    by_head = len(shown_levels) == 1
     markers = "os^vD<>Pp*"
-    level_colours = plt.get_cmap("viridis")(torch.linspace(0, 0.9, levels).tolist())
-    for h in range(heads):
-        for l in range(levels):
+    colours = plt.get_cmap("tab10" if by_head else "viridis")(
+        list(range(num_heads)) if by_head else torch.linspace(0, 0.9, num_levels).tolist())
+    for h in shown_heads:
+        for l in shown_levels:
+            label = f"head {h}" if by_head else (f"level {l}" if h == shown_heads[0] else None)
             ax.scatter(points[h, l, :, 0], points[h, l, :, 1], s=20 + 400 * weights[h, l],
-                       marker=markers[h % len(markers)], color=level_colours[l], edgecolors="black",
-                       linewidths=0.4, alpha=0.85, label=f"level {l}" if h == 0 else None)
+                       marker=markers[h % len(markers)], color=colours[h if by_head else l], edgecolors="black",
+                       linewidths=0.4, alpha=0.85, label=label)
     ref = sampling["reference"][0, :2].float() * torch.tensor([width, height])
     ax.scatter([ref[0]], [ref[1]], marker="X", s=120, color="white", edgecolors="black", label="reference point")
     ax.set_xlim(0, width)

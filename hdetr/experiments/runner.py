@@ -15,13 +15,15 @@ needs no ``ipykernel install``.
 """
 from __future__ import annotations
 
+import ast
 import dataclasses
+import json
 import shlex
 import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Mapping
 
 from hdetr.errors import UserError
 
@@ -69,6 +71,60 @@ def reproduce_command(name: str, scale: str, out: Path | None, parameters: dict[
         parts += ["--out", str(out)]
     for key, value in sorted(parameters.items()):
         parts += ["-p", f"{key}={value}"]
+    return shlex.join(parts)
+
+
+def notebook_parameters(name: str) -> dict[str, Any]:
+    """name -> default value of the experiment notebook's ``parameters`` cell, in order.
+
+    Read with ``ast`` (papermill's own reader skips lines whose comment holds an ``=``)."""
+    import nbformat
+
+    if name not in EXPERIMENTS:
+        raise UserError(f"unknown experiment {name!r}; expected one of {', '.join(EXPERIMENTS)}")
+    source = notebooks_dir() / EXPERIMENTS[name].notebook
+    cells = [c for c in nbformat.read(str(source), as_version=4).cells
+             if c.cell_type == "code" and "parameters" in c.get("metadata", {}).get("tags", [])]
+    if not cells:
+        raise UserError(f"{source}: no cell tagged 'parameters'")
+    defaults = {}
+    for node in ast.parse(cells[0].source).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                defaults[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                defaults[node.targets[0].id] = ast.unparse(node.value)
+    return defaults
+
+
+def refuse_unknown_parameters(name: str, given: Iterable[str]) -> None:
+    """UserError naming the unknown parameters and listing the valid ones (papermill itself only warns)."""
+    valid = notebook_parameters(name)
+    unknown = sorted(set(given) - set(valid))
+    if unknown:
+        raise UserError(f"{EXPERIMENTS[name].notebook}: unknown parameter{'s' if len(unknown) > 1 else ''} "
+                        f"{', '.join(unknown)}; the valid ones are {', '.join(valid)}")
+
+
+def _papermill_option(key: str, value: Any) -> list[str]:
+    if isinstance(value, str):
+        return ["-p", key, value]
+    return ["-y", f"{key}: {json.dumps(value)}"]  # YAML reads JSON: lists, mappings, null, numbers, booleans
+
+
+def check_notebook_parameters(name: str, namespace: Mapping[str, Any]) -> str:
+    """Called by an experiment notebook right after its parameters: refuses UPPER_CASE names that are
+    not parameters (a misspelt ``-p``), and returns the command that regenerates its report: the
+    ``COMMAND`` it was given (``hdetr reproduce`` passes its own), else the papermill command with
+    every parameter that differs from the notebook's default."""
+    defaults = notebook_parameters(name)
+    refuse_unknown_parameters(name, [k for k in namespace if k.isupper() and not k.startswith("_")])
+    if namespace.get("COMMAND") != defaults.get("COMMAND"):
+        return str(namespace["COMMAND"])
+    parts = ["papermill", f"notebooks/experiments/{EXPERIMENTS[name].notebook}", "out.ipynb"]
+    for key, default in defaults.items():
+        if key != "COMMAND" and key in namespace and namespace[key] != default:
+            parts += _papermill_option(key, namespace[key])
     return shlex.join(parts)
 
 
@@ -151,6 +207,7 @@ def run_experiment(name: str, scale: str, *, reports_dir: str | Path | None = No
     for key in parameters:
         if not key.isupper():
             raise UserError(f"parameter {key!r}: notebook parameters are UPPER_CASE constants (e.g. SEEDS)")
+    refuse_unknown_parameters(name, parameters)
     if scale == "paper" and not parameters.get("DATA_ROOT"):
         raise UserError("--scale paper trains the paper's presets on the real dataset: pass -p DATA_ROOT=/path "
                         "to the COCO (or LVIS) folder")

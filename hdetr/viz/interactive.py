@@ -21,6 +21,8 @@ from hdetr.viz.image import boxes_to_pixels, image_size, to_uint8
 from hdetr.viz.static import COLORS
 
 ALL = "all"
+# line style as well as colour tells the three apart on any synthetic object colour (static.LINESTYLES)
+PLOTLY_DASH = {"gt": "solid", "one2one": "dot", "one2many": "dash"}
 
 
 def _in_ipython() -> bool:
@@ -72,7 +74,7 @@ def assignment_figure(image: torch.Tensor, targets: dict, records: Sequence[Any]
         name = class_names[label] if class_names else str(label)
         gt_text += [f"target {i}: class {name}"] * 5 + [None]
     fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="ground truth", text=gt_text, hoverinfo="text",
-                             line=dict(color=COLORS["gt"], width=2)))
+                             line=dict(color=COLORS["gt"], width=3, dash=PLOTLY_DASH["gt"])))
     highlight = None
     for group in groups:
         group_records = select_records(image_records, layer=layer, group=group)
@@ -86,23 +88,27 @@ def assignment_figure(image: torch.Tensor, targets: dict, records: Sequence[Any]
         boxes = [by_query[row["query"]] for row in rows]
         xs, ys = _outline(boxes)
         text = [t for row in rows for t in [_hover(row)] * 5 + [None]]
-        dash = "solid" if group == "one2one" else "dash"
+        dash = PLOTLY_DASH[group]
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=group, text=text, hoverinfo="text",
                                  line=dict(color=COLORS[group], width=1.5, dash=dash)))
         if query is not None and query in by_query and highlight is None and highlight_group in (None, group):
             row = next(r for r in rows if r["query"] == query)
             highlight = (group, by_query[query], row)
     if highlight is not None:
+        # the selected query and its target in two styles: the query solid, its target dash-dot
         group, box, row = highlight
+        txs, tys = _outline([gt[row["target"]]])
+        fig.add_trace(go.Scatter(x=txs, y=tys, mode="lines", name=f"target {row['target']} of query {query}",
+                                 text=[f"target {row['target']} of query {query}"] * 6, hoverinfo="text",
+                                 line=dict(color="#ffd700", width=3, dash="dashdot")))
         xs, ys = _outline([box])
-        target_box = gt[row["target"]]
-        txs, tys = _outline([target_box])
-        fig.add_trace(go.Scatter(x=xs + txs, y=ys + tys, mode="lines", name=f"query {query}",
-                                 text=[_hover(row)] * 12, hoverinfo="text",
-                                 line=dict(color="#ffd700", width=4)))
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=f"query {query}", text=[_hover(row)] * 6,
+                                 hoverinfo="text", line=dict(color="#ffd700", width=4)))
     where = "encoder proposals" if layer == -1 else f"decoder layer {layer}"
-    fig.update_layout(title=f"image {image_index}, {where}", width=560, height=560,
-                      margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h"))
+    # the legend beside the image, so it never covers boxes
+    fig.update_layout(title=f"image {image_index}, {where}", width=720, height=520,
+                      margin=dict(l=10, r=10, t=40, b=10),
+                      legend=dict(orientation="v", x=1.02, xanchor="left", y=1.0, yanchor="top"))
     fig.update_xaxes(range=[0, width], visible=False)
     fig.update_yaxes(range=[height, 0], visible=False, scaleanchor="x")
     return fig

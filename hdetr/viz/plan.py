@@ -71,7 +71,8 @@ def plan_markdown(config, epochs: Sequence[int] | None = None) -> str:
 
 
 def draw_plan(config, epochs: Sequence[int] | None = None, ax=None, title: str | None = None):
-    """Colour grid of ``plan_grid``: red one-to-one, blue one-to-many, purple both, white none.
+    """Colour grid of ``plan_grid``: red one-to-one, blue one-to-many, purple both, white none (a legend
+    beside the grid says so).
 
     Returns the Axes; each supervised cell carries its ``describe_groups`` text.
     """
@@ -88,10 +89,17 @@ def draw_plan(config, epochs: Sequence[int] | None = None, ax=None, title: str |
             if cell != "-":
                 label = {KIND_ONE2ONE: "1:1", KIND_ONE2MANY: "1:K", KIND_BOTH: "both"}[grid["kind"][i, j]] \
                     if short else cell
-                ax.text(j, i, label, ha="center", va="center", fontsize=6, color="white")
+                ax.text(j, i, label, ha="center", va="center", fontsize=7, color="white", fontweight="bold")
     ax.set_xticks(range(len(grid["epochs"])), [str(e + 1) for e in grid["epochs"]], fontsize=7)
     ax.set_yticks(range(len(grid["layers"])),
                   ["enc" if l == ENCODER_LAYER else f"dec {l}" for l in grid["layers"]], fontsize=7)
     ax.set_xlabel("epoch", fontsize=8)
     ax.set_title(title or config.scheme, fontsize=9)
+    from matplotlib.patches import Patch
+
+    legend = [Patch(facecolor=KIND_COLORS[KIND_ONE2ONE], label="one-to-one only"),
+              Patch(facecolor=KIND_COLORS[KIND_ONE2MANY], label="one-to-many only"),
+              Patch(facecolor=KIND_COLORS[KIND_BOTH], label="both (two query sets)"),
+              Patch(facecolor="white", edgecolor="grey", label="not supervised")]
+    ax.legend(handles=legend, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return ax

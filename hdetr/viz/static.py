@@ -19,7 +19,8 @@ from hdetr.viz.assignments import (COST_FIELDS, GROUPS, last_decoder_layer, laye
 from hdetr.viz.image import boxes_to_pixels, image_size, to_display
 
 COLORS = {"gt": "#2ca02c", "one2one": "#d62728", "one2many": "#1f77b4", "detection": "#ff7f0e"}
-LINESTYLES = {"gt": "-", "one2one": "-", "one2many": "--"}
+# line style as well as colour tells ground truth, one-to-one and one-to-many apart on any object colour
+LINESTYLES = {"gt": "-", "one2one": ":", "one2many": "--"}
 
 
 def _new_ax(ax):
@@ -49,7 +50,7 @@ def draw_assignments(image: torch.Tensor, targets: dict, records: Sequence[Any],
         records: the criterion's ``last_assignments`` (any images/layers; filtered here).
         outputs: the model outputs the records were made from (batched).
         layer: decoder layer (default: the last one recorded); ``-1`` = encoder proposals.
-        groups: which groups to draw; one-to-one in red, one-to-many (K copies) dashed blue.
+        groups: which groups to draw; one-to-one dotted red, one-to-many (K copies) dashed blue.
         connect: draw a thin line from each matched prediction's centre to its target's.
 
     Ground-truth boxes are solid green and labelled with their index (and class name).
@@ -65,7 +66,8 @@ def draw_assignments(image: torch.Tensor, targets: dict, records: Sequence[Any],
     gt_boxes = boxes_to_pixels(targets["boxes"], height, width)
     labels = targets.get("labels", torch.zeros(len(gt_boxes), dtype=torch.long)).tolist()
     for i, box in enumerate(gt_boxes):
-        _add_box(ax, box, COLORS["gt"], linewidth=2.0, label="ground truth" if i == 0 else None, gid=f"gt:{i}")
+        _add_box(ax, box, COLORS["gt"], LINESTYLES["gt"], linewidth=2.5, label="ground truth" if i == 0 else None,
+                 gid=f"gt:{i}")
         name = class_names[labels[i]] if class_names else str(labels[i])
         ax.text(box[0], box[1], f"{i}:{name}", color="white", fontsize=7, va="bottom",
                 bbox=dict(facecolor=COLORS["gt"], alpha=0.8, pad=1, linewidth=0))
@@ -75,7 +77,7 @@ def draw_assignments(image: torch.Tensor, targets: dict, records: Sequence[Any],
             pixels = boxes_to_pixels(boxes, height, width)
             for j, box in enumerate(pixels):
                 query = int(record.query_indices[j])
-                _add_box(ax, box, COLORS[group], LINESTYLES[group], linewidth=1.2,
+                _add_box(ax, box, COLORS[group], LINESTYLES[group], linewidth=1.6,
                          label=group if j == 0 else None, gid=f"{group}:q{query}")
                 if connect:
                     target_box = gt_boxes[int(record.target_indices[j])]
@@ -88,7 +90,7 @@ def draw_assignments(image: torch.Tensor, targets: dict, records: Sequence[Any],
                  fontsize=9)
     ax.axis("off")
     if ax.patches:
-        ax.legend(loc="lower right", fontsize=7, framealpha=0.7)
+        ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7)  # beside the image, not on it
     return ax
 
 
@@ -148,26 +150,37 @@ def draw_cost_heatmap(records: Sequence[Any], *, image_index: int = 0, layer: in
 
 
 def draw_detections(image: torch.Tensor, detections: dict, *, score_threshold: float = 0.3,
-                    class_names: Sequence[str] | None = None, ax=None):
+                    class_names: Sequence[str] | None = None, topk_if_none: int = 0, ax=None):
     """Draw ``model.predict`` output for one image: boxes [k, 4] xyxy pixels, scores [k], labels [k].
 
     Boxes are in the pixels of the image as given; detections below ``score_threshold``
-    are skipped. Returns the Axes (one patch per drawn detection).
+    are skipped, except that when none passes it and ``topk_if_none`` > 0 the
+    ``topk_if_none`` best are drawn (dashed) and the title says so. Returns the Axes (one
+    patch per drawn detection).
     """
     ax = _new_ax(ax)
     ax.imshow(to_display(image))
-    keep = detections["scores"].detach().cpu() >= score_threshold
+    all_scores = detections["scores"].detach().cpu()
+    keep = all_scores >= score_threshold
+    fallback = not bool(keep.any()) and topk_if_none > 0 and len(all_scores) > 0
+    if fallback:
+        keep = torch.zeros_like(keep)
+        keep[all_scores.argsort(descending=True)[:topk_if_none]] = True
     boxes = detections["boxes"].detach().cpu()[keep]
-    scores = detections["scores"].detach().cpu()[keep].tolist()
+    scores = all_scores[keep].tolist()
     labels = detections["labels"].detach().cpu()[keep].tolist()
     for box, score, label in zip(boxes.tolist(), scores, labels):
-        _add_box(ax, box, COLORS["detection"], linewidth=1.5)
+        _add_box(ax, box, COLORS["detection"], linestyle="--" if fallback else "-", linewidth=1.5)
         name = class_names[label] if class_names else str(label)
         ax.text(box[0], box[1], f"{name} {score:.2f}", color="black", fontsize=7, va="bottom",
                 bbox=dict(facecolor=COLORS["detection"], alpha=0.8, pad=1, linewidth=0))
     height, width = image_size(image)
     ax.set_xlim(0, width)
     ax.set_ylim(height, 0)
-    ax.set_title(f"{len(scores)} detections with score >= {score_threshold}", fontsize=9)
+    if fallback:
+        ax.set_title(f"no detection with score >= {score_threshold}: the top {len(scores)} drawn (dashed) "
+                     f"with their scores", fontsize=9)
+    else:
+        ax.set_title(f"{len(scores)} detections with score >= {score_threshold}", fontsize=9)
     ax.axis("off")
     return ax
