@@ -18,7 +18,6 @@ Presets for small images keep the same structure at a smaller scale.
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import torch

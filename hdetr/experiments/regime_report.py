@@ -16,7 +16,7 @@ from typing import Sequence
 from hdetr.experiments.figures import ap_band_figure
 from hdetr.experiments.records import (RunRecord, ap_at_seconds, compare, compare_at_seconds, equal_wall_seconds,
                                        load_record, mean_of, metric, variant_speed)
-from hdetr.experiments.regime import BY_KEY, HYPOTHESES, SEEDS, STEPS, requests
+from hdetr.experiments.regime import HYPOTHESES, SEEDS, STEPS, requests
 from hdetr.experiments.report import environment
 from hdetr.experiments.runs import read_result
 from hdetr.experiments.statistics import Summary, verdict
