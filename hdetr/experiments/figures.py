@@ -81,8 +81,9 @@ def ap_band_figure(panels, path, *, by: str = "step", labels=None, styles=None, 
             scale = (variant_speed(records) or 0.0) if by == "seconds" else 1.0
             xs = [s * scale for s in steps]
             values = [[r.eval_ap[r.eval_steps.index(s)] for r in records] for s in steps]
-            mean = [sum(v) / len(v) for v in values]
-            sd = [(sum((x - m) ** 2 for x in v) / max(1, len(v) - 1)) ** 0.5 for v, m in zip(values, mean)]
+            summaries = [summarize(v) for v in values]
+            mean = [s.mean for s in summaries]
+            sd = [s.sd or 0.0 for s in summaries]  # one run: no band
             color, ls = styles.get(model, default_styles[i % len(default_styles)])
             ax.plot(xs, mean, color=color, linestyle=ls, marker="o", ms=3,
                     label=f"{labels.get(model, model)} ({len(records)} seeds)")

@@ -50,7 +50,7 @@ def measure_rows(spec, runs_dir: str | Path, *, launch: LaunchSpec | None = None
         from hdetr.experiments.study import run_study
 
         rows = run_study(spec.base, spec.variants, spec.seeds, runs_dir, jobs=jobs or spec.jobs, log=log)
-        failed = [f"{r.label} seed {d['seed']}" for r in rows for d in r.details if d.get("status") == "failed"]
+        failed = [f"{r.label} seed {d['seed']}" for r in rows for d in r.failed_runs]
         return rows, ([f"Failed runs, not in the table: {', '.join(failed)}."] if failed else [])
     launched = launch_study(spec.base, spec.variants, spec.seeds, runs_dir, launch, log=log)
     return launched.rows, launched.notes()

@@ -40,6 +40,16 @@ class ComparisonRow:
     # the finished runs (hdetr.experiments.records.RunRecord) while their folders exist: curves, wall time
     records: list[Any] = dataclasses.field(default_factory=list, repr=False)
 
+    @property
+    def short_runs(self) -> list[dict[str, Any]]:
+        """Details of the runs that stopped before their step budget (their row does not compare equal budgets)."""
+        return [d for d in self.details if d.get("short")]
+
+    @property
+    def failed_runs(self) -> list[dict[str, Any]]:
+        """Details of the runs that did not finish (not in ``measured``)."""
+        return [d for d in self.details if d.get("status") == "failed"]
+
     def values(self, metric: str) -> list[float]:
         """Defined measured values of ``metric`` in percent (undefined ``-1`` entries dropped)."""
         return [100.0 * run[metric] for run in self.measured if metric in run and run[metric] >= 0]
@@ -107,8 +117,7 @@ def _gain(row: ComparisonRow, ref: ComparisonRow, metric: str) -> str:
 
 def _runs_cell(row: ComparisonRow) -> str:
     """Runs of a row, and how many stopped short of the budget or failed (such a row is flagged)."""
-    short = sum(1 for d in row.details if d.get("short"))
-    failed = sum(1 for d in row.details if d.get("status") == "failed")
+    short, failed = len(row.short_runs), len(row.failed_runs)
     flags = ([f"{short} SHORT"] if short else []) + ([f"{failed} FAILED"] if failed else [])
     return f"{len(row.measured)}" + (f" ({', '.join(flags)})" if flags else "")
 
@@ -207,8 +216,8 @@ def write_report(out_dir: str | Path, *, name: str, title: str, scale: str, comm
     if wall:
         md += ["## Equal wall time", "", *wall, ""]
     short = [f"{r.label} seed {d['seed']} ({d.get('steps')} of {d.get('budget')} steps)"
-             for r in rows for d in r.details if d.get("short")]
-    failed = [f"{r.label} seed {d['seed']}" for r in rows for d in r.details if d.get("status") == "failed"]
+             for r in rows for d in r.short_runs]
+    failed = [f"{r.label} seed {d['seed']}" for r in rows for d in r.failed_runs]
     if short or failed:
         md += ["**Flagged:** " + "; ".join(([f"stopped before the budget: {', '.join(short)}"] if short else [])
                                            + ([f"failed (see the runs table): {', '.join(failed)}"] if failed else []))
