@@ -19,69 +19,22 @@ from dataclasses import dataclass
 from typing import Iterable
 
 import torch
-import torchvision
 
 from hdetr.analysis.branches import BRANCHES, branch_outputs
 from hdetr.boxes import box_iou, cxcywh_to_xyxy
 from hdetr.errors import UserError
+from hdetr.evaluation.duplicates import (DuplicateCounts, apply_nms, check_nms_iou, check_thresholds,  # noqa: F401
+                                         count_duplicates, image_hits)
 from hdetr.models.postprocess import postprocess
-
-
-@dataclass(frozen=True)
-class DuplicateCounts:
-    """Per ground-truth object: ``hits`` [G] predictions covering it; ``duplicates`` [G] = max(hits - 1, 0)."""
-
-    hits: torch.Tensor
-    duplicates: torch.Tensor
-
-    @property
-    def num_objects(self) -> int:
-        return int(self.hits.numel())
-
-
-def _check_thresholds(score_threshold: float, iou_threshold: float) -> None:
-    for name, value in (("score_threshold", score_threshold), ("iou_threshold", iou_threshold)):
-        if not 0.0 <= value <= 1.0:
-            raise UserError(f"{name}={value} must be in [0, 1]")
-
-
-def count_duplicates(pred_boxes: torch.Tensor, pred_scores: torch.Tensor, gt_boxes: torch.Tensor, *,
-                     score_threshold: float = 0.3, iou_threshold: float = 0.6) -> DuplicateCounts:
-    """Predictions per object and duplicates per object for one image.
-
-    pred_boxes [Q, 4] and gt_boxes [G, 4]: xyxy in the same frame (pixels or normalised);
-    pred_scores [Q]: each prediction's score (its best class probability). A prediction
-    counts for an object when its score > ``score_threshold`` and its IoU with the object
-    > ``iou_threshold`` (it may count for two overlapping objects).
-    """
-    _check_thresholds(score_threshold, iou_threshold)
-    pred_boxes = torch.as_tensor(pred_boxes, dtype=torch.float32).reshape(-1, 4)
-    gt_boxes = torch.as_tensor(gt_boxes, dtype=torch.float32).reshape(-1, 4)
-    pred_scores = torch.as_tensor(pred_scores, dtype=torch.float32).reshape(-1)
-    if pred_scores.numel() != pred_boxes.shape[0]:
-        raise UserError(f"count_duplicates: {pred_scores.numel()} scores for {pred_boxes.shape[0]} boxes")
-    confident = pred_boxes[pred_scores > score_threshold]
-    if not len(gt_boxes) or not len(confident):
-        hits = torch.zeros(len(gt_boxes), dtype=torch.int64)
-    else:
-        hits = (box_iou(gt_boxes, confident)[0] > iou_threshold).sum(dim=1)
-    return DuplicateCounts(hits=hits, duplicates=(hits - 1).clamp(min=0))
 
 
 def nms_detections(outputs: dict, target_sizes: torch.Tensor, *, topk: int = 100,
                    nms_iou: float | None = None) -> list[dict[str, torch.Tensor]]:
     """Detections per image (``scores`` [k], ``labels`` [k], ``boxes`` [k, 4] xyxy in ``target_sizes``
     pixels): top-k over (query, class) pairs, then, when ``nms_iou`` is given, class-wise NMS at that IoU."""
-    if nms_iou is not None and not 0.0 < nms_iou <= 1.0:
-        raise UserError(f"nms_iou={nms_iou} must be in (0, 1] (or None for no NMS)")
+    check_nms_iou(nms_iou)
     detections = postprocess(outputs, target_sizes, topk)
-    if nms_iou is None:
-        return detections
-    kept = []
-    for d in detections:
-        keep = torchvision.ops.batched_nms(d["boxes"].float(), d["scores"].float(), d["labels"], nms_iou)
-        kept.append({k: v[keep] for k, v in d.items()})
-    return kept
+    return detections if nms_iou is None else apply_nms(detections, nms_iou)
 
 
 @dataclass(frozen=True)
@@ -128,12 +81,8 @@ def branch_table(model, dataset, *, max_images: int = 60, batch_size: int = 4, n
                 dets = nms_detections(outputs, sizes, topk=topk, nms_iou=nms_iou if use_nms else None)
                 for target, det, size in zip(targets, dets, sizes):
                     predictions[(branch, use_nms)][int(target["image_id"])] = det
-                    h, w = (float(v) for v in size)
-                    gt = cxcywh_to_xyxy(target["boxes"]) * torch.tensor([w, h, w, h])
-                    # one score per box: a query listed under several labels counts once (its best)
-                    counts = count_duplicates(*_unique_boxes(det), gt, score_threshold=score_threshold,
-                                              iou_threshold=dup_iou)
-                    hits[(branch, use_nms)].append(counts.hits)
+                    hits[(branch, use_nms)].append(image_hits(det, target, size, score_threshold=score_threshold,
+                                                              iou_threshold=dup_iou))
     rows = []
     for branch in branches:
         for use_nms in (False, True):
@@ -143,16 +92,6 @@ def branch_table(model, dataset, *, max_images: int = 60, batch_size: int = 4, n
                                   predictions_per_object=float(h.mean()) if h.numel() else float("nan"),
                                   duplicates_per_object=float((h - 1).clamp(min=0).mean()) if h.numel() else float("nan")))
     return rows
-
-
-def _unique_boxes(det: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """Boxes of the detections with their best score, each distinct box once (a query's several labels)."""
-    boxes, scores = det["boxes"], det["scores"]
-    if not len(boxes):
-        return boxes.reshape(0, 4), scores
-    unique, inverse = torch.unique(boxes, dim=0, return_inverse=True)
-    best = torch.full((len(unique),), -1.0).scatter_reduce(0, inverse, scores.float(), reduce="amax")
-    return unique, best
 
 
 def rows_to_markdown(rows: Iterable[BranchRow], paper: dict | None = None) -> str:
@@ -176,7 +115,7 @@ def covering_predictions(outputs: dict, gt_box: torch.Tensor, *, score_threshold
     ``outputs``: one branch's ``pred_logits`` [1, Q, C] / ``pred_boxes`` [1, Q, 4] (normalised cxcywh);
     ``gt_box`` [4]: the object, normalised xyxy. A prediction covers it as in ``count_duplicates``.
     """
-    _check_thresholds(score_threshold, iou_threshold)
+    check_thresholds(score_threshold, iou_threshold)
     boxes = cxcywh_to_xyxy(outputs["pred_boxes"][0].float())
     scores = outputs["pred_logits"][0].float().sigmoid().max(dim=-1).values
     iou = box_iou(gt_box.reshape(1, 4).float(), boxes)[0][0]

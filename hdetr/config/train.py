@@ -42,6 +42,9 @@ class TrainConfig(Config):
     eval_every_epochs: int = 1  # 0 = only at the end
     eval_every_iters: int = 0  # also evaluate every N optimiser steps (learning curves of short runs)
     eval_max_images: int = 0  # evaluate on the first N validation images (0 = all)
+    # each evaluation also scores the detections after class-wise NMS at this IoU and counts duplicates per
+    # object (the NMS-free property, hdetr.evaluation.duplicates); 0 = off
+    eval_nms_iou: float = 0.7
     # --- checkpoints and logs ---
     checkpoint_every_iters: int = 0  # extra mid-epoch checkpoints (0 = only at epoch ends)
     log_every_iters: int = 10  # metrics.jsonl / TensorBoard rows
@@ -66,6 +69,8 @@ class TrainConfig(Config):
                 raise bad(f"{name}={getattr(self, name)} must be >= 0")
         if self.lr <= 0:
             raise bad(f"lr={self.lr} must be > 0")
+        if not 0.0 <= self.eval_nms_iou <= 1.0:
+            raise bad(f"eval_nms_iou={self.eval_nms_iou} must be in [0, 1] (0 = no NMS measures)")
         for name in ("epochs", "lr_drop", "batch_size", "log_every_iters"):
             if getattr(self, name) < 1:
                 raise bad(f"{name}={getattr(self, name)} must be >= 1")

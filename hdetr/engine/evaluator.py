@@ -38,8 +38,11 @@ def _autocast(device: torch.device, amp: bool):
 @torch.no_grad()
 def predict_dataset(model: nn.Module, dataset: Dataset, *, batch_size: int = 2, device: torch.device | str | None = None,
                     max_images: int = 0, amp: bool = False, num_workers: int = 0,
-                    progress: bool = False) -> dict[int, dict[str, torch.Tensor]]:
-    """image_id -> dict(scores [k], labels [k], boxes [k, 4] xyxy in original pixels), on the CPU."""
+                    progress: bool = False, each_batch=None) -> dict[int, dict[str, torch.Tensor]]:
+    """image_id -> dict(scores [k], labels [k], boxes [k, 4] xyxy in original pixels), on the CPU.
+
+    ``each_batch(targets, detections)``, when given, also sees every batch's targets and detections
+    (on the CPU): measures that need the ground truth beside the raw detections (duplicates)."""
     from hdetr.data import collate
 
     model = _unwrap(model)
@@ -63,8 +66,12 @@ def predict_dataset(model: nn.Module, dataset: Dataset, *, batch_size: int = 2, 
                 outputs = model(images)
             outputs = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in outputs.items()}
             sizes = torch.stack([t["orig_size"] for t in targets]).to(device)
-            for target, result in zip(targets, model.postprocess(outputs, sizes)):
-                predictions[int(target["image_id"])] = {k: v.detach().cpu() for k, v in result.items()}
+            detections = [{k: v.detach().cpu() for k, v in result.items()}
+                          for result in model.postprocess(outputs, sizes)]
+            for target, result in zip(targets, detections):
+                predictions[int(target["image_id"])] = result
+            if each_batch is not None:
+                each_batch(targets, detections)
     finally:
         model.train(was_training)
     return predictions
@@ -82,17 +89,41 @@ def score_predictions(dataset: Dataset, predictions: dict[int, dict[str, torch.T
 
 def evaluate_model(model: nn.Module, dataset: Dataset, batch_size: int = 2, *, device: torch.device | str | None = None,
                    max_images: int = 0, amp: bool = False, num_workers: int = 0,
-                   progress: bool = False) -> dict[str, Any]:
+                   progress: bool = False, nms_iou: float | None = None) -> dict[str, Any]:
     """AP, AP50, AP75, APs, APm, APl (and APr/APc/APf on LVIS) of ``model`` on ``dataset``.
 
     ``max_images`` > 0 evaluates the first N images only (quick checks during CPU runs);
     the result then also says how many images were scored (``num_images``) and how long
     prediction took (``eval_seconds``). Under torchrun every process must call it.
+
+    ``nms_iou`` (the NMS-free property, ``hdetr.evaluation.duplicates``): the same detections
+    are also scored after class-wise NMS at that IoU (``AP_nms``, ``AP50_nms``, ``AP75_nms``,
+    ``nms_gap`` = AP_nms - AP), and ``duplicates_per_object`` / ``predictions_per_object`` count
+    the confident boxes on each ground-truth object without NMS (this process's images).
     """
+    from hdetr.evaluation.duplicates import apply_nms, image_hits
+
     start = time.perf_counter()
+    hits: list[torch.Tensor] = []
+
+    def count_hits(targets, detections) -> None:
+        for target, det in zip(targets, detections):
+            hits.append(image_hits(det, target, target["orig_size"]))
+
     predictions = predict_dataset(model, dataset, batch_size=batch_size, device=device, max_images=max_images,
-                                  amp=amp, num_workers=num_workers, progress=progress)
+                                  amp=amp, num_workers=num_workers, progress=progress,
+                                  each_batch=count_hits if nms_iou is not None else None)
     metrics = dict(score_predictions(dataset, predictions))
+    if nms_iou is not None:
+        ids = list(predictions)
+        kept = dict(zip(ids, apply_nms([predictions[i] for i in ids], nms_iou)))
+        with_nms = score_predictions(dataset, kept)
+        for key in ("AP", "AP50", "AP75"):
+            metrics[f"{key}_nms"] = float(with_nms[key])
+        metrics["nms_gap"] = metrics["AP_nms"] - float(metrics["AP"])
+        h = torch.cat(hits).float() if hits else torch.zeros(0)
+        metrics["predictions_per_object"] = float(h.mean()) if h.numel() else float("nan")
+        metrics["duplicates_per_object"] = float((h - 1).clamp(min=0).mean()) if h.numel() else float("nan")
     metrics["num_images"] = min(max_images, len(dataset)) if max_images else len(dataset)
     metrics["eval_seconds"] = round(time.perf_counter() - start, 3)
     return metrics

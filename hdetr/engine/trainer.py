@@ -209,7 +209,8 @@ class Trainer:
             self.val_set = build_dataset(self.cfg.data, "val")
         metrics = evaluate_model(self.model, self.val_set, batch_size=self.tc.batch_size, device=self.device,
                                  max_images=self.tc.eval_max_images, amp=self.tc.amp,
-                                 progress=self.tc.progress and self.dist.is_main)
+                                 progress=self.tc.progress and self.dist.is_main,
+                                 nms_iou=self.tc.eval_nms_iou or None)
         p = self.progress
         row = {"type": "eval", "epoch": p.epoch, "iter": p.batches_done, "step": p.global_step,
                **{k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))},

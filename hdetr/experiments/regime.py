@@ -36,6 +36,9 @@ COMMON = ("train.progress=false", "train.tensorboard=false", f"train.max_iters={
           f"train.checkpoint_every_iters={EVAL_EVERY}", "train.assignment_stats_every_iters=50",
           "train.num_threads=1", "data.num_workers=0", "train.lr_drop_iters=null")
 SIZE_192 = ("data.scale_preset=synthetic_192", "data.synthetic_image_size=192")
+LR_DROP = ("train.lr_drop_iters=[300]",)
+ONE_STAGE = ("model.two_stage=false", "model.mixed_selection=false")
+LONG_STEPS = 1600
 PRETRAIN_DIR = "backbone_pretrain"
 PRETRAIN_STEPS = 1200
 PRETRAINED_FILE = "resnet18.pth"
@@ -57,6 +60,9 @@ class Hypothesis:
     k: int = 3
     lam: float = 1.0
     against: str = "reference"  # the hypothesis it changes one thing of
+    # the models this hypothesis trains; a model it does not train is read from ``against``'s runs
+    # (the K and lambda rows share the starved baseline, the equal-queries control the starved hybrid)
+    models: tuple[str, ...] = ("baseline", "hybrid_branch")
 
     def overrides(self, scheme: str) -> tuple[str, ...]:
         queries = (f"model.num_queries_one2one={self.n}",)
@@ -69,7 +75,7 @@ class Hypothesis:
 HYPOTHESES = (
     Hypothesis("reference", "the demo regime: n=30, T=90, K=3, 128 px, 2-8 objects, 400 steps at constant lr"),
     Hypothesis("lr_drop", "a learning-rate drop (x0.1) after step 300 of 400, as the paper's schedules end",
-               ("train.lr_drop_iters=[300]",)),
+               LR_DROP),
     Hypothesis("dense", "denser scenes: 8-16 objects of 10 classes per image (2-8 of 6 in the reference)",
                ("data.synthetic_objects=[8,16]", "data.synthetic_classes=10", "model.num_classes=10")),
     Hypothesis("pretrained", "a ResNet-18 pre-trained on disjoint synthetic images (ImageNet's part in the paper)",
@@ -79,6 +85,27 @@ HYPOTHESES = (
     Hypothesis("queries100", "n=100 one-to-one queries (22 per object), T=200: the paper's starved-positives "
                "regime, at 192 px so that n + T fits two-stage selection", SIZE_192, n=100, t=200,
                against="size192"),
+    # The paper's premise: many one-to-one queries per object (~43 in the paper), T = 5n, K = 6. Two-stage
+    # selection takes its n + T queries from the encoder positions, which a 128 px image has too few of
+    # (336 at the largest training size, 134 at the smallest); the one-stage variant learns its queries and
+    # has no cap, so the images, the objects and the step cost of the reference stay as they are.
+    Hypothesis("starved", "the paper's starved-positives regime: n=100 one-to-one queries (23 per object), "
+               "T=5n=500, K=6, one-stage with learned queries (no two-stage cap on n + T); with the lr drop",
+               (*LR_DROP, *ONE_STAGE), n=100, t=500, k=6, against="lr_drop"),
+    Hypothesis("starved_k3", "K=3 instead of 6 in the starved regime (T=500, lambda=1)",
+               (*LR_DROP, *ONE_STAGE), n=100, t=500, k=3, against="starved", models=("hybrid_branch",)),
+    Hypothesis("equal_queries", "the control: a one-to-one baseline with n + T = 600 queries, against the "
+               "starved hybrid (the paper's Table 6 dagger row)", (*LR_DROP, *ONE_STAGE), n=600,
+               against="starved", models=("baseline",)),
+    Hypothesis("starved_long", "the starved regime 4x longer: 1600 steps, lr x0.1 for the last quarter",
+               (*ONE_STAGE, f"train.max_iters={LONG_STEPS}", f"train.lr_drop_iters=[{LONG_STEPS * 3 // 4}]",
+                f"train.eval_every_iters={2 * EVAL_EVERY}", f"train.checkpoint_every_iters={2 * EVAL_EVERY}"),
+               n=100, t=500, k=6, against="starved"),
+    Hypothesis("starved_lambda05", "lambda=0.5 instead of 1 in the starved regime (K=6, T=500)",
+               (*LR_DROP, *ONE_STAGE), n=100, t=500, k=6, lam=0.5, against="starved", models=("hybrid_branch",)),
+    Hypothesis("one_stage", "the one-stage variant alone (learned queries) at the reference's n=30, T=90, K=3, "
+               "with the lr drop: what starved changes besides the queries", (*LR_DROP, *ONE_STAGE),
+               against="lr_drop"),
 )
 BY_KEY = {h.key: h for h in HYPOTHESES}
 # The regime the study supports (reports/science/cpu_regime.md): the cpu scale of `hdetr reproduce` and the
@@ -119,7 +146,7 @@ def requests(runs_dir: str | Path, keys: Sequence[str] | None = None,
     base = reference_config()
     out = []
     for h in (BY_KEY[k] for k in (keys or BY_KEY)):
-        for scheme in ("baseline", "hybrid_branch"):
+        for scheme in h.models:
             for seed in seeds:
                 changes = [_resolve(c, runs_dir) for c in h.overrides(scheme)]
                 cfg = apply_overrides(base, [*changes, f"train.seed={seed}"])
