@@ -56,12 +56,14 @@ def comparison_figure(rows: Sequence[ComparisonRow], *, metric: str = "AP", titl
     return fig
 
 
-def ap_band_figure(panels, path, *, by: str = "step", labels=None, styles=None, title: str = ""):
+def ap_band_figure(panels, path, *, by: str = "step", labels=None, styles=None, title: str = "",
+                   value: str = "AP", ylabel: str = "AP (%), mean ± sd over seeds", zero_line: bool = False):
     """AP over iterations (``by="step"``) or training seconds (``by="seconds"``), one panel per entry.
 
     panels: panel title -> model name -> RunRecords (hdetr.experiments.records); each model is drawn as
     the mean over its runs with a ± sd band, at the evaluation steps every run has. In seconds, a model's
-    steps are scaled by its mean measured seconds per step. Saves to ``path`` and returns nothing.
+    steps are scaled by its mean measured seconds per step. ``value`` names another evaluation series
+    (``RunRecord.series``, e.g. ``"nms_gap"``); runs without it are left out. Saves to ``path``.
     """
     from hdetr.experiments.records import variant_speed
 
@@ -74,13 +76,13 @@ def ap_band_figure(panels, path, *, by: str = "step", labels=None, styles=None, 
     fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), squeeze=False, sharey=True)
     for ax, key in zip(axes.flat, keys):
         for i, (model, records) in enumerate(panels[key].items()):
-            records = [r for r in records if r.eval_steps]
+            records = [r for r in records if r.eval_steps and r.series(value)]
             if not records:
                 continue
             steps = sorted(set.intersection(*[set(r.eval_steps) for r in records]))
             scale = (variant_speed(records) or 0.0) if by == "seconds" else 1.0
             xs = [s * scale for s in steps]
-            values = [[r.eval_ap[r.eval_steps.index(s)] for r in records] for s in steps]
+            values = [[r.series(value)[r.eval_steps.index(s)] for r in records] for s in steps]
             summaries = [summarize(v) for v in values]
             mean = [s.mean for s in summaries]
             sd = [s.sd or 0.0 for s in summaries]  # one run: no band
@@ -91,9 +93,11 @@ def ap_band_figure(panels, path, *, by: str = "step", labels=None, styles=None, 
                             color=color, alpha=0.15)
         ax.set_title(key, fontsize=10)
         ax.set_xlabel("optimiser step" if by == "step" else "training seconds (measured s/step)", fontsize=8)
-        ax.set_ylabel("AP (%), mean ± sd over seeds", fontsize=8)
+        ax.set_ylabel(ylabel, fontsize=8)
+        if zero_line:
+            ax.axhline(0.0, color="0.4", linewidth=0.8)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="best" if value != "AP" else "lower right")
     for ax in list(axes.flat)[len(keys):]:
         ax.axis("off")
     if title:

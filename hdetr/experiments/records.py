@@ -32,6 +32,9 @@ class RunRecord:
     steps: optimiser steps reached; budget: train.max_iters asked for (0 = none).
     metrics: the last evaluation, COCO/LVIS values in [0, 1].
     eval_steps / eval_ap: the AP curve (AP in percent).
+    eval_values: every evaluation's numbers by name, in order of ``eval_steps`` (COCO values in percent;
+        with the NMS-free measures, ``AP_nms``, ``nms_gap`` in points and ``duplicates_per_object`` as
+        counted); a name some evaluations lack (runs older than the measure) is left out.
     sec_per_iter: median seconds per training step over the run's logged windows (evaluation excluded;
         the median, because other work on a shared machine slows some windows down).
     one2one_loss: one-to-one loss of the last decoder layer over the last ``tail`` train rows.
@@ -49,6 +52,11 @@ class RunRecord:
     sec_per_iter: float | None
     one2one_loss: float | None
     assignments: dict[str, float]
+    eval_values: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+
+    def series(self, name: str) -> list[float] | None:
+        """The values of ``name`` at ``eval_steps`` (``"AP"`` is ``eval_ap``), None when not measured."""
+        return self.eval_ap if name == "AP" else self.eval_values.get(name)
 
     @property
     def short(self) -> bool:
@@ -77,18 +85,33 @@ def load_record(run_dir: str | Path, key: str, seed: int, config: dict[str, Any]
                     stats.setdefault(k, []).append(float(v))
     losses = [one_to_one_loss(r, config["model"]) for r in train[-tail:] if "loss_giou" in r]
     last = evals[-1] if evals else {}
+    counted = {"duplicates_per_object", "predictions_per_object"}
+    names = [k for k in (evals[0] if evals else {}) if k in counted or k.startswith("AP") or k == "nms_gap"]
+    eval_values = {k: [float(r[k]) * (1.0 if k in counted else 100.0) for r in evals]
+                   for k in names if all(isinstance(r.get(k), (int, float)) for r in evals)}
     return RunRecord(
         key=key, seed=seed, run_dir=run_dir, steps=steps, budget=int(config["train"].get("max_iters") or 0),
-        metrics={k: float(v) for k, v in last.items() if isinstance(v, (int, float)) and k[:2] == "AP"},
+        metrics={k: float(v) for k, v in last.items()
+                 if isinstance(v, (int, float)) and (k[:2] == "AP" or k == "nms_gap" or k.endswith("_per_object"))},
         eval_steps=[int(r["step"]) for r in evals], eval_ap=[100.0 * r["AP"] for r in evals],
         sec_per_iter=statistics.median(speeds) if speeds else None,
         one2one_loss=sum(losses) / len(losses) if losses else None,
-        assignments={k: sum(v) / len(v) for k, v in stats.items()})
+        assignments={k: sum(v) / len(v) for k, v in stats.items()}, eval_values=eval_values)
+
+
+def _final(records: Sequence[RunRecord], name: str) -> list[float]:
+    """Each run's last-evaluation ``name``: COCO values (and the NMS gap) in percent, counts as they are;
+    runs without the measure and COCO's undefined -1 left out."""
+    if name.endswith("_per_object"):
+        return [r.metrics[name] for r in records if name in r.metrics]
+    if name == "nms_gap":
+        return [100.0 * r.metrics[name] for r in records if name in r.metrics]
+    return [100.0 * r.metrics[name] for r in records if r.metrics.get(name, -1) >= 0]
 
 
 def metric(records: Sequence[RunRecord], name: str = "AP") -> Summary:
-    """Seed summary of the last evaluation's ``name`` in percent (undefined -1 values left out)."""
-    return summarize([100.0 * r.metrics[name] for r in records if r.metrics.get(name, -1) >= 0])
+    """Seed summary of the last evaluation's ``name`` (percent for COCO values; see ``_final``)."""
+    return summarize(_final(records, name))
 
 
 def equal_wall_seconds(groups: Sequence[Sequence[RunRecord]]) -> float | None:
@@ -119,8 +142,7 @@ def ap_at_seconds(records: Sequence[RunRecord], seconds: float) -> Summary:
 
 def compare(a: Sequence[RunRecord], b: Sequence[RunRecord], name: str = "AP") -> Summary:
     """mean(a) - mean(b) of the final ``name`` (percent), Welch 95 % interval."""
-    return difference([100.0 * r.metrics[name] for r in a if r.metrics.get(name, -1) >= 0],
-                      [100.0 * r.metrics[name] for r in b if r.metrics.get(name, -1) >= 0])
+    return difference(_final(a, name), _final(b, name))
 
 
 def compare_at_seconds(a: Sequence[RunRecord], b: Sequence[RunRecord], seconds: float) -> Summary:
