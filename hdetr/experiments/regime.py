@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 from pathlib import Path
 from typing import Sequence
 
@@ -25,6 +26,7 @@ import torch
 
 from hdetr.config.experiment import ExperimentConfig, apply_overrides
 from hdetr.config.presets import get_preset
+from hdetr.errors import UserError
 from hdetr.experiments.runs import RunRequest, execute_runs, read_result
 
 SEEDS = (0, 1, 2)
@@ -131,6 +133,54 @@ def regime_hybrid_overrides() -> tuple[str, ...]:
     return BY_KEY[REGIME].overrides("hybrid_branch")
 
 
+@dataclasses.dataclass(frozen=True)
+class StudyScale:
+    """How one execution of the study differs from the CPU study: ``steps_factor`` multiplies every
+    step count of a run (its length, evaluation, checkpoint and statistics periods, the lr drop);
+    ``overrides`` apply last (the device, a wall-time limit, smaller sets for a smoke run). A run
+    folder's configs depend on it, so ``run`` writes it beside the runs (``study_scale.json``) and
+    the report reads it back."""
+
+    steps_factor: float = 1.0
+    overrides: tuple[str, ...] = ()
+
+    def apply(self, cfg: ExperimentConfig) -> ExperimentConfig:
+        if self.steps_factor == 1.0 and not self.overrides:
+            return cfg
+        t = cfg.train
+
+        def scaled(steps: int) -> int:
+            return max(1, round(steps * self.steps_factor)) if steps else 0
+
+        changes = [f"train.{name}={scaled(getattr(t, name))}" for name in
+                   ("max_iters", "eval_every_iters", "checkpoint_every_iters", "assignment_stats_every_iters")]
+        if t.lr_drop_iters:
+            changes.append(f"train.lr_drop_iters=[{','.join(str(scaled(s)) for s in t.lr_drop_iters)}]")
+        return apply_overrides(cfg, [*changes, *self.overrides])
+
+    def save(self, runs_dir: Path) -> None:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        (runs_dir / SCALE_FILE).write_text(json.dumps(dataclasses.asdict(self), indent=1) + "\n")
+
+    @classmethod
+    def of(cls, runs_dir: str | Path) -> "StudyScale":
+        path = Path(runs_dir) / SCALE_FILE
+        if not path.is_file():
+            return cls()
+        data = json.loads(path.read_text())
+        return cls(float(data["steps_factor"]), tuple(data["overrides"]))
+
+
+SCALE_FILE = "study_scale.json"
+# The GPU variant (scripts/gpu_science.sh): the most informative rows at 10x the steps, many runs at once
+# on one GPU, each stopped by a wall-time limit so that the whole script fits its budget.
+GPU_KEYS = ("starved", "equal_queries", "starved_k3")
+GPU_STEPS_FACTOR = 10.0
+# The smoke version of the GPU variant that the tests run on a CPU: one seed, a few steps, small sets.
+TINY = StudyScale(0.01, ("data.synthetic_images=16", "data.synthetic_val_images=8", "train.batch_size=2",
+                         "train.device=cpu"))
+
+
 def _resolve(change: str, runs_dir: Path) -> str:
     """A pretrained-backbone path is relative to the runs folder."""
     field, _, value = change.partition("=")
@@ -140,16 +190,18 @@ def _resolve(change: str, runs_dir: Path) -> str:
 
 
 def requests(runs_dir: str | Path, keys: Sequence[str] | None = None,
-             seeds: Sequence[int] = SEEDS) -> list[RunRequest]:
-    """Every (hypothesis, model, seed) run, configs built and validated now."""
+             seeds: Sequence[int] = SEEDS, scale: StudyScale | None = None) -> list[RunRequest]:
+    """Every (hypothesis, model, seed) run, configs built and validated now; ``scale`` defaults to the
+    one saved in ``runs_dir`` (the CPU study's when none is)."""
     runs_dir = Path(runs_dir)
+    scale = scale or StudyScale.of(runs_dir)
     base = reference_config()
     out = []
     for h in (BY_KEY[k] for k in (keys or BY_KEY)):
         for scheme in h.models:
             for seed in seeds:
                 changes = [_resolve(c, runs_dir) for c in h.overrides(scheme)]
-                cfg = apply_overrides(base, [*changes, f"train.seed={seed}"])
+                cfg = scale.apply(apply_overrides(base, [*changes, f"train.seed={seed}"]))
                 out.append(RunRequest(f"{h.key}/{scheme}", seed, cfg, runs_dir / h.key / scheme / f"seed{seed}"))
     return out
 
@@ -175,23 +227,31 @@ def export_backbone(run_dir: str | Path) -> Path:
     return save_atomic(weights, run_dir / PRETRAINED_FILE)
 
 
-def run(runs_dir: str | Path, keys: Sequence[str] | None = None, jobs: int = 2) -> None:
+def run(runs_dir: str | Path, keys: Sequence[str] | None = None, jobs: int = 2,
+        seeds: Sequence[int] = SEEDS, scale: StudyScale | None = None) -> None:
     """Train the hypotheses' runs in order; the backbone pre-training goes early, its export before
-    the ``pretrained`` pairs."""
+    the ``pretrained`` pairs. A ``scale`` other than the CPU study's is saved beside the runs."""
     runs_dir = Path(runs_dir)
     keys = list(keys or BY_KEY)
+    saved = StudyScale.of(runs_dir)
+    scale = scale or saved
+    if scale != saved and (runs_dir / SCALE_FILE).is_file():
+        raise UserError(f"{runs_dir / SCALE_FILE}: these runs were made at {saved}, not {scale}; use another "
+                        f"folder")
+    if scale != StudyScale():
+        scale.save(runs_dir)
     if "pretrained" not in keys:
-        execute_runs(requests(runs_dir, keys), jobs=jobs)
+        execute_runs(requests(runs_dir, keys, seeds, scale), jobs=jobs)
         return
     cut = keys.index("pretrained")
-    before = requests(runs_dir, keys[:cut])
+    before = requests(runs_dir, keys[:cut], seeds, scale)
     pre = pretrain_request(runs_dir)
     execute_runs(before[:2] + [pre] + before[2:], jobs=jobs)
     if read_result(pre.run_dir, pre.config) is None:
         raise SystemExit(f"the backbone pre-training run in {pre.run_dir} did not finish; see its run.log")
     if not (pre.run_dir / PRETRAINED_FILE).is_file():
         export_backbone(pre.run_dir)
-    execute_runs(requests(runs_dir, keys[cut:]), jobs=jobs)
+    execute_runs(requests(runs_dir, keys[cut:], seeds, scale), jobs=jobs)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -201,12 +261,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     p_run.add_argument("runs_dir")
     p_run.add_argument("--only", nargs="*", choices=list(BY_KEY), help="hypotheses (default: all)")
     p_run.add_argument("--jobs", type=int, default=2, help="runs at a time (each uses one thread)")
+    p_run.add_argument("--seeds", type=int, nargs="*", default=list(SEEDS))
+    p_run.add_argument("--steps-factor", type=float, default=1.0,
+                       help="multiply every run's step counts (the GPU variant: 10)")
+    p_run.add_argument("--set", dest="overrides", nargs="*", default=[],
+                       help="config overrides applied to every run last (e.g. train.device=cuda)")
+    p_run.add_argument("--tiny", action="store_true", help="the smoke scale the tests use (CPU, a few steps)")
     p_rep = sub.add_parser("report", help="write cpu_regime.md, its JSON and figures from finished runs")
     p_rep.add_argument("runs_dir")
     p_rep.add_argument("out_dir")
     args = parser.parse_args(argv)
     if args.command == "run":
-        run(args.runs_dir, args.only, args.jobs)
+        if args.tiny:
+            scale = dataclasses.replace(TINY, overrides=TINY.overrides + tuple(args.overrides))
+        else:
+            scale = StudyScale(args.steps_factor, tuple(args.overrides))
+        run(args.runs_dir, args.only, args.jobs, args.seeds, scale)
     else:
         from hdetr.experiments.regime_report import write_regime_report
 
