@@ -73,7 +73,8 @@ class MSDeformAttn(nn.Module):
         weights = F.softmax(weights, -1).view(n, len_q, self.n_heads, self.n_levels, self.n_points)
         if reference_points.shape[-1] == 2:
             # offsets are in pixels of each level: divide by (W, H)
-            normalizer = torch.stack([spatial_shapes[..., 1], spatial_shapes[..., 0]], -1)
+            # in the offsets' dtype: dividing by the int64 shapes takes a slow type-promoting path (same values)
+            normalizer = torch.stack([spatial_shapes[..., 1], spatial_shapes[..., 0]], -1).to(offsets.dtype)
             locations = reference_points[:, :, None, :, None, :] + offsets / normalizer[None, None, None, :, None, :]
         elif reference_points.shape[-1] == 4:
             # offsets are relative to the reference box: half its size spread over the points
