@@ -50,6 +50,7 @@ def test_demo_writes_the_report(tmp_path, capsys):
     assert "| H-DETR, hybrid branch | 30 + 90 (K=3) | 2 | 4, 4 |" in table
     assert "## Equal wall time" in table and "95 % interval" in table
     assert "seed-to-seed spread" in table and "Deformable-DETR baseline" in out
+    assert "reused" not in table
     results = json.loads((report / "results.json").read_text())
     assert sorted((r["preset"], r["seed"]) for r in results["runs"]) == sorted(
         (n, s) for n in DEMO_PRESETS for s in (0, 1))
@@ -60,3 +61,4 @@ def test_demo_writes_the_report(tmp_path, capsys):
     # a second call keeps the finished runs
     assert main(args) == 0
     assert "4 of 4 runs finished earlier: kept" in capsys.readouterr().out
+    assert "4 of the 4 runs had finished in an earlier invocation and were reused" in (report / "table.md").read_text()

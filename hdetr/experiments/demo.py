@@ -145,7 +145,10 @@ def findings(records: dict[str, list[RunRecord]]) -> list[str]:
 
 
 def write_report(records: dict[str, list[RunRecord]], configs: dict[str, ExperimentConfig], report_dir: Path,
-                 command: str, dataset_note: str, total_seconds: float, load_average: float) -> Path:
+                 command: str, dataset_note: str, total_seconds: float, load_average: float,
+                 reused: int = 0) -> Path:
+    """``reused``: how many of the runs finished in an earlier invocation (kept, not trained again); the
+    report says so, because its minutes then count only the runs trained this time."""
     import torch
 
     from hdetr.experiments.figures import ap_band_figure
@@ -167,7 +170,10 @@ def write_report(records: dict[str, list[RunRecord]], configs: dict[str, Experim
         "",
         f"Made by `{command}` on {stamp}: {os.cpu_count()} CPU cores (load average {load_average:.1f} at the "
         f"start), {platform.machine()}, Python {platform.python_version()}, torch {torch.__version__}; "
-        f"{total_seconds / 60:.1f} minutes in all, two runs at a time with one thread each.",
+        f"{total_seconds / 60:.1f} minutes in all, two runs at a time with one thread each"
+        + (f"; {reused} of the {sum(len(v) for v in records.values())} runs had finished in an earlier "
+           f"invocation and were reused as they were, so the minutes count only the runs trained this time "
+           f"(delete the work folder to train all again)." if reused else "."),
         "",
         f"Data: {dataset_note}. Both models: {cfg.model.backbone} from random weights (stem trainable), "
         f"{cfg.model.enc_layers}+{cfg.model.dec_layers} layers, hidden {cfg.model.hidden_dim}, FFN "
@@ -265,8 +271,9 @@ def run_demo(report_dir: str | Path = "reports/demo", work_dir: str | Path = "ru
     records = {n: [load_record(o.request.run_dir, n, o.request.seed, o.request.config.to_dict())
                    for o in outcomes if o.request.key == n] for n in DEMO_PRESETS}
     configs = {n: next(o.request.config for o in outcomes if o.request.key == n) for n in DEMO_PRESETS}
+    reused = sum(o.status == "skipped" for o in outcomes)
     table = write_report(records, configs, Path(report_dir), command, dataset_note, time.perf_counter() - start,
-                         load_average)
+                         load_average, reused)
     log("")
     log("\n".join(_table(records, configs)))
     log("")
