@@ -12,7 +12,8 @@ of the per-round ratios, for the baseline and the hybrid branch.
 
 Sizes: ``demo`` is the demo's detector (ResNet-18 from scratch, 128 px synthetic images, batch 4,
 3 + 3 layers, hidden 128, one thread); ``full`` the paper's (R50, 6 + 6 layers, FFN 2048, two 512 x 512
-images, two threads). ``--profile`` adds the operator table of one current step (where the time goes).
+images, two threads). ``--profile`` adds the operator table of one current step (where the time goes);
+``--bf16`` runs the current side's forward pass under CPU bf16 autocast (the ``train.cpu_bf16`` opt-in).
 """
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ SIZES = {"demo": {"threads": 1}, "full": {"threads": 2}}
 # uses APIs both sides have (presets, overrides, model, criterion, optimiser), so any two commits compare.
 WORKER = r'''
 import sys, time, torch
-size, scheme, threads, with_profile = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
+import contextlib
+size, scheme, threads, bf16 = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
 torch.set_num_threads(threads)
 import hdetr
 from hdetr.config.experiment import apply_overrides
@@ -63,7 +65,10 @@ optimizer = build_optimizer(model, cfg.train)
 
 def step(batch):
     images, targets = batch
-    loss = criterion.total_loss(criterion(model(images), targets, epoch=0))
+    with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
+        outputs = model(images)
+    outputs = {k: v.float() if torch.is_tensor(v) else v for k, v in outputs.items()} if bf16 else outputs
+    loss = criterion.total_loss(criterion(outputs, targets, epoch=0))
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.clip_max_norm)
@@ -88,9 +93,10 @@ for line in sys.stdin:
 
 
 class Side:
-    def __init__(self, tree: Path, size: str, scheme: str, threads: int):
+    def __init__(self, tree: Path, size: str, scheme: str, threads: int, bf16: bool = False):
         env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen([sys.executable, "-c", WORKER, size, scheme, str(threads), "0"], cwd=tree,
+        self.proc = subprocess.Popen([sys.executable, "-c", WORKER, size, scheme, str(threads),
+                                      "1" if bf16 else "0"], cwd=tree,
                                      env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self._expect("ready")
 
@@ -121,9 +127,10 @@ def checkout(ref: str, where: Path) -> Path:
     return where
 
 
-def compare(ref_tree: Path, size: str, scheme: str, rounds: int, with_profile: bool) -> dict:
+def compare(ref_tree: Path, size: str, scheme: str, rounds: int, with_profile: bool, bf16: bool = False) -> dict:
     threads = SIZES[size]["threads"]
-    sides = {"reference": Side(ref_tree, size, scheme, threads), "current": Side(ROOT, size, scheme, threads)}
+    sides = {"reference": Side(ref_tree, size, scheme, threads),
+             "current": Side(ROOT, size, scheme, threads, bf16)}
     times = {name: [] for name in sides}
     try:
         for r in range(rounds):
@@ -149,6 +156,8 @@ def main() -> None:
     parser.add_argument("--schemes", nargs="*", default=["baseline", "hybrid_branch"])
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--bf16", action="store_true",
+                        help="the current side's forward pass under CPU bf16 autocast (train.cpu_bf16)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     ref = subprocess.run(["git", "rev-parse", "--short", args.against], cwd=ROOT, check=True, capture_output=True,
@@ -158,10 +167,10 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="hdetr-bench-"))
     tree = checkout(ref, tmp / "reference")
     try:
-        result = {"size": args.size, "threads": SIZES[args.size]["threads"], "rounds": args.rounds,
+        result = {"size": args.size, "current_bf16": args.bf16, "threads": SIZES[args.size]["threads"], "rounds": args.rounds,
                   "reference": ref, "current": f"{here} (+ working tree)", "cpu": _cpu()}
         for scheme in args.schemes:
-            result[scheme] = compare(tree, args.size, scheme, args.rounds, args.profile)
+            result[scheme] = compare(tree, args.size, scheme, args.rounds, args.profile, args.bf16)
             r = result[scheme]
             print(f"{args.size} {scheme}: reference {ref} median {r['reference']['median_s']:.3f} s "
                   f"(min {r['reference']['min_s']:.3f}), current median {r['current']['median_s']:.3f} s "
@@ -173,7 +182,7 @@ def main() -> None:
     if args.json:
         data = json.loads(args.json.read_text()) if args.json.is_file() else {}
         data = data if "demo" in data or "full" in data else {}
-        data[args.size] = result
+        data[args.size + ("_bf16" if args.bf16 else "")] = result
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(data, indent=1) + "\n")
 

@@ -55,6 +55,9 @@ class TrainConfig(Config):
     # --- hardware ---
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
+    # opt-in bf16 autocast of the training forward pass on a CPU (fast with AVX512-BF16 / AMX; evaluation
+    # stays fp32); benchmarks/train_step.py --bf16 measures the step, the AP effect is not established
+    cpu_bf16: bool = False
     deterministic: bool = False  # torch.use_deterministic_algorithms (exact resume tests)
     num_threads: int = 0  # torch intra-op threads per process (0 = leave torch's default)
     find_unused_parameters: bool = False  # DistributedDataParallel flag

@@ -280,9 +280,11 @@ class Trainer:
         self.criterion.last_assignments = []
 
     def _autocast(self):
-        """bf16 autocast on CUDA (no loss scaling needed for bf16); plain float32 elsewhere."""
+        """bf16 autocast on CUDA (no loss scaling needed for bf16); on a CPU only with ``train.cpu_bf16``."""
         if self.tc.amp and self.device.type == "cuda":
             return torch.autocast("cuda", dtype=torch.bfloat16)
+        if self.tc.cpu_bf16 and self.device.type == "cpu":
+            return torch.autocast("cpu", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def _diverged(self, terms: str, what: str) -> None:
