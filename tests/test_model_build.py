@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hdetr.official_checkpoint import to_official_state_dict
+from hdetr.checkpoints.official import to_official_state_dict
 from hdetr.errors import ConfigError
 from hdetr.config.model import ModelConfig, baseline, hybrid_branch, hybrid_epoch, hybrid_layer
 from hdetr.errors import UserError

@@ -29,9 +29,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from hdetr.state_dict_io import load_exactly
+from hdetr.checkpoints.state_dict import load_exactly
 from hdetr.config.experiment import ExperimentConfig
-from hdetr.engine import training_checkpoint as ckpt_io
+from hdetr.checkpoints import training as ckpt_io
 from hdetr.engine.data_order import EpochBatchSampler, SeededSamples
 from hdetr.engine.distributed import (DistInfo, barrier, broadcast_flag, gather_objects, init_distributed,
                                       mean_over_processes, shutdown_distributed)
