@@ -39,6 +39,7 @@ from hdetr.engine.evaluator import evaluate_model
 from hdetr.engine.metrics_log import MetricsLogger
 from hdetr.engine.optim import build_lr_scheduler, build_optimizer, lr_by_group
 from hdetr.errors import UserError
+from hdetr.outputs import ModelOutput
 
 
 _ROW_KEYS = ("type", "epoch", "iter", "step", "time")
@@ -77,6 +78,8 @@ def _float32(obj: Any) -> Any:
     """Outputs of a bf16 autocast forward, back in float32 for the losses."""
     if torch.is_tensor(obj):
         return obj.float() if obj.is_floating_point() else obj
+    if isinstance(obj, ModelOutput):
+        return obj.float()
     if isinstance(obj, dict):
         return {k: _float32(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
