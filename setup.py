@@ -16,7 +16,7 @@ setup(
     packages=[*find_packages(include=["hdetr", "hdetr.*"]), "hdetr._csrc"],
     package_dir={"hdetr._csrc": "csrc"},
     package_data={
-        "hdetr": ["paper_tables.json", "presets/*.yaml", "references/files/*"],
+        "hdetr": ["paper_tables.json", "presets/*.yaml", "checkpoints/reference_files/*"],
         "hdetr._csrc": KERNEL_SOURCES,
     },
 )

@@ -20,8 +20,8 @@ _LAZY = {
     "hdetr.errors": ("ConfigError",),
     "hdetr.models": ("build_model",),
     "hdetr.losses": ("build_criterion",),
-    "hdetr.official_checkpoint": ("from_official_checkpoint", "to_official_state_dict"),
-    "hdetr.references": ("load_reference", "list_references"),
+    "hdetr.checkpoints.official": ("from_official_checkpoint", "to_official_state_dict"),
+    "hdetr.checkpoints.references": ("load_reference", "list_references"),
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY, globals())

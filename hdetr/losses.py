@@ -49,9 +49,10 @@ from hdetr.boxes import box_iou, cxcywh_to_xyxy, paired_generalized_box_iou
 from hdetr.errors import UserError
 from hdetr.matching.costs import class_cost, giou_cost, l1_cost
 from hdetr.matching.hungarian import Assignment, HungarianMatcher, MatchProblem
-from hdetr.matching.plan import ENCODER_LAYER, Group, plan
+from hdetr.matching.plan import Group, plan
 from hdetr.matching.records import AssignmentRecord
 from hdetr.matching.targets import PaddedTargets, pad_targets
+from hdetr.outputs import ENCODER_LAYER, ONE2MANY, ONE2ONE, ModelOutput
 
 def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float, gamma: float) -> torch.Tensor:
     """Element-wise sigmoid focal loss (Lin et al.), no reduction; logits, targets [...] -> [...]."""
@@ -123,17 +124,16 @@ class HybridCriterion(nn.Module):
         self.weight_dict = official_weight_dict(config)
         self.last_assignments: list[AssignmentRecord] = []
 
-    def forward(self, outputs: dict, targets: list[dict], epoch: int = 0, record: bool = False) -> dict:
-        """outputs: the model's dict (see hdetr.models); targets: per image ``labels`` [G] and
-        normalised cxcywh ``boxes`` [G, 4]; epoch: 0-based, decides the epoch scheme's phase.
-        Returns loss name -> scalar tensor; with ``record`` also fills ``last_assignments``."""
-        if "pred_logits" not in outputs or "pred_boxes" not in outputs:
-            raise UserError(f"criterion: outputs need 'pred_logits' and 'pred_boxes', got keys {sorted(outputs)}")
-        device = outputs["pred_logits"].device
-        if len(targets) != outputs["pred_logits"].shape[0]:
-            raise UserError(
-                f"criterion: {len(targets)} target dicts for a batch of {outputs['pred_logits'].shape[0]} images"
-            )
+    def forward(self, outputs: ModelOutput | dict, targets: list[dict], epoch: int = 0,
+                record: bool = False) -> dict:
+        """outputs: the model's ``ModelOutput`` (or the official output dict); targets: per image
+        ``labels`` [G] and normalised cxcywh ``boxes`` [G, 4]; epoch: 0-based, decides the epoch
+        scheme's phase. Returns loss name -> scalar tensor; with ``record`` also fills
+        ``last_assignments``."""
+        outputs = _as_output(outputs)
+        device = outputs.logits[ONE2ONE].device
+        if len(targets) != outputs.batch_size:
+            raise UserError(f"criterion: {len(targets)} target dicts for a batch of {outputs.batch_size} images")
         padded = pad_targets(targets, self.config.num_classes, device)
         boxes_per_process = average_num_boxes(padded.total, device)
         stacks, matches = self._match(outputs, padded, epoch)
@@ -149,14 +149,16 @@ class HybridCriterion(nn.Module):
         return losses
 
     @torch.no_grad()
-    def match(self, outputs: dict, targets: list[dict], epoch: int = 0) -> list[tuple[Group, list[Assignment]]]:
+    def match(self, outputs: ModelOutput | dict, targets: list[dict], epoch: int = 0
+              ) -> list[tuple[Group, list[Assignment]]]:
         """Only the matching stage of ``forward``: (plan group, per-image Assignments) for every
         group the outputs supply; one batched pass, one device-to-host transfer."""
-        padded = pad_targets(targets, self.config.num_classes, outputs["pred_logits"].device)
+        outputs = _as_output(outputs)
+        padded = pad_targets(targets, self.config.num_classes, outputs.logits[ONE2ONE].device)
         stacks, matches = self._match(outputs, padded, epoch)
         return [(g, per_image) for s, m in zip(stacks, matches) for g, per_image in zip(s.groups, m)]
 
-    def _match(self, outputs: dict, padded: PaddedTargets, epoch: int):
+    def _match(self, outputs: ModelOutput, padded: PaddedTargets, epoch: int):
         stacks = self._stack(plan(self.config, epoch), outputs, padded)
         matches = self.matcher.match([
             MatchProblem(s.logits, s.boxes, s.targets, s.first.repeat_k, s.name) for s in stacks
@@ -168,45 +170,41 @@ class HybridCriterion(nn.Module):
         return sum(losses[k] * w for k, w in self.weight_dict.items() if k in losses)
 
     # -- grouping ---------------------------------------------------------------------------
-    def _stack(self, groups: list[Group], outputs: dict, padded: PaddedTargets) -> list[_StackedGroups]:
+    def _stack(self, groups: list[Group], outputs: ModelOutput, padded: PaddedTargets) -> list[_StackedGroups]:
         buckets: dict[tuple, list[Group]] = {}
         for group in groups:
             key = (group.queries, group.layer == ENCODER_LAYER, group.repeat_k, group.weight, group.tag)
             buckets.setdefault(key, []).append(group)
         stacks = []
         for members in buckets.values():
-            found = [(g, self._layer_outputs(outputs, g)) for g in members]
-            found = [(g, o) for g, o in found if o is not None and o["pred_logits"].shape[1] > 0]
+            found = [(g, i) for g in members if (i := self._output_index(outputs, g)) is not None]
             if not found:
                 continue
-            group_targets = padded.class_agnostic() if members[0].layer == ENCODER_LAYER else padded
-            stacks.append(_StackedGroups(
-                groups=[g for g, _ in found],
-                logits=torch.stack([o["pred_logits"] for _, o in found]),
-                boxes=torch.stack([o["pred_boxes"] for _, o in found]),
-                targets=group_targets,
-            ))
+            first = found[0][0]
+            if first.layer == ENCODER_LAYER:
+                logits, boxes = outputs.enc_logits[None], outputs.enc_boxes[None]
+            else:
+                logits, boxes = _layers(outputs.logits[first.queries], outputs.boxes[first.queries],
+                                        [i for _, i in found])
+            if logits.shape[2] == 0:
+                continue  # no queries in this group (eval mode's empty one-to-many set)
+            group_targets = padded.class_agnostic() if first.layer == ENCODER_LAYER else padded
+            stacks.append(_StackedGroups(groups=[g for g, _ in found], logits=logits, boxes=boxes,
+                                         targets=group_targets))
         return stacks
 
-    def _layer_outputs(self, outputs: dict, group: Group) -> dict | None:
-        """The predictions of ``group`` or None when the model did not produce them (eval mode's
-        empty one-to-many set, no aux outputs, no encoder proposals)."""
+    def _output_index(self, outputs: ModelOutput, group: Group) -> int | None:
+        """Where ``group``'s predictions are among the stacked layers of its query group, or None
+        when the model did not produce them (no aux outputs, no encoder proposals)."""
         if group.layer == ENCODER_LAYER:
-            return outputs.get("enc_outputs")
-        suffix = "" if group.queries == "one2one" else "_one2many"
-        if group.layer == self.config.dec_layers - 1:
-            if f"pred_logits{suffix}" not in outputs:
-                return None
-            return {"pred_logits": outputs[f"pred_logits{suffix}"], "pred_boxes": outputs[f"pred_boxes{suffix}"]}
-        aux = outputs.get(f"aux_outputs{suffix}")
-        if aux is None:
-            return None
-        if len(aux) != self.config.dec_layers - 1:
-            raise UserError(
-                f"criterion: outputs['aux_outputs{suffix}'] has {len(aux)} layers, the config's dec_layers="
-                f"{self.config.dec_layers} expects {self.config.dec_layers - 1}"
-            )
-        return aux[group.layer]
+            return None if outputs.enc_logits is None else ENCODER_LAYER
+        stored = outputs.num_layers(group.queries)
+        dec_layers = self.config.dec_layers
+        if stored not in (1, dec_layers):
+            raise UserError(f"criterion: the outputs hold {stored} decoder layers of the {group.queries} queries, "
+                            f"the config's dec_layers={dec_layers} expects {dec_layers} (or 1, the last)")
+        index = group.layer - (dec_layers - stored)  # the stacked layers are the last ones
+        return index if index >= 0 else None
 
     # -- losses -----------------------------------------------------------------------------
     def _losses(self, stack: _StackedGroups, pairs: "_Pairs", num_boxes: float) -> dict:
@@ -229,7 +227,7 @@ class HybridCriterion(nn.Module):
             per_layer["cardinality_error"] = (predicted - sizes).abs().float().mean(-1)
 
         weight = stack.first.weight
-        suffix = "_one2many" if stack.first.tag == "one2many" else ""
+        suffix = "_one2many" if stack.first.tag == ONE2MANY else ""
         losses = {}
         for index, group in enumerate(stack.groups):
             key_suffix = self._layer_suffix(group.layer) + suffix
@@ -278,6 +276,22 @@ class HybridCriterion(nn.Module):
                     iou=iou,
                 ))
         return records
+
+
+def _as_output(outputs: ModelOutput | dict) -> ModelOutput:
+    if not isinstance(outputs, ModelOutput) and ("pred_logits" not in outputs or "pred_boxes" not in outputs):
+        raise UserError(f"criterion: outputs need 'pred_logits' and 'pred_boxes', got keys {sorted(outputs)}")
+    return ModelOutput.from_official_dict(outputs)
+
+
+def _layers(logits: torch.Tensor, boxes: torch.Tensor, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The stacked layers ``indices`` of [L, B, Q, ...] logits and boxes, as new contiguous
+    [len(indices), B, Q, ...] tensors (one slice when the layers are consecutive)."""
+    if indices == list(range(indices[0], indices[0] + len(indices))):
+        part = slice(indices[0], indices[0] + len(indices))
+        return logits[part].contiguous(), boxes[part].contiguous()
+    index = torch.as_tensor(indices, device=logits.device)
+    return logits.index_select(0, index), boxes.index_select(0, index)
 
 
 @dataclass

@@ -36,7 +36,7 @@ from hdetr.config.presets import get_preset  # noqa: E402
 from hdetr.data import build_dataset  # noqa: E402
 from hdetr.data.synthetic import ensure_dataset  # noqa: E402
 from hdetr.engine import train  # noqa: E402
-from hdetr.engine.training_checkpoint import read_checkpoint  # noqa: E402
+from hdetr.checkpoints.training import read_checkpoint  # noqa: E402
 from hdetr.models import build_model  # noqa: E402
 from hdetr.viz import draw_assignments  # noqa: E402
 

@@ -26,4 +26,4 @@ train_one() {  # preset, run name
 train_one synthetic_reference_baseline synthetic_baseline &
 train_one synthetic_reference_hybrid_branch synthetic_hybrid_branch &
 wait
-python -m hdetr.references.build "$RUNS"
+python -m hdetr.checkpoints.make_references "$RUNS"

@@ -8,7 +8,7 @@ import pytest
 from hdetr.analysis import report as report_module
 from hdetr.analysis.duplicates import BranchRow
 from hdetr.errors import UserError
-from hdetr.references.build import build
+from hdetr.checkpoints.make_references import build
 from test_references import make_tiny_run
 
 

@@ -12,7 +12,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 @pytest.mark.slow
 def test_grad_norm_of_the_total_loss_equals_the_official():
-    official_checkpoint = pytest.importorskip("hdetr.official_checkpoint")
+    official_checkpoint = pytest.importorskip("hdetr.checkpoints.official")
     fx = torch.load(FIXTURES / "official_public_fixture.pt", weights_only=True)
     sys.path.insert(0, str(FIXTURES))
     try:

@@ -8,7 +8,7 @@ import hdetr
 from hdetr.cli import main
 from hdetr.config.experiment import apply_overrides
 from hdetr.config.presets import get_preset
-from hdetr.engine.training_checkpoint import FORMAT, save_atomic
+from hdetr.checkpoints.training import FORMAT, save_atomic
 
 
 def test_hdetr_and_official_checkpoints_of_the_same_weights_score_the_same(tmp_path, capsys):

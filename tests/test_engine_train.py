@@ -15,7 +15,7 @@ import hdetr
 from hdetr.config.experiment import apply_overrides
 from hdetr.config.presets import get_preset
 from hdetr.engine import read_metrics, train
-from hdetr.engine.training_checkpoint import read_checkpoint
+from hdetr.checkpoints.training import read_checkpoint
 from hdetr.engine.trainer import TrainingDiverged
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}

@@ -12,14 +12,14 @@ import torch
 from torch import nn
 
 from hdetr.cli import main
-from hdetr.state_dict_io import load_exactly
-from hdetr.engine.training_checkpoint import (capture_rng_state, checkpoint_format, read_checkpoint,
+from hdetr.checkpoints.state_dict import load_exactly
+from hdetr.checkpoints.training import (capture_rng_state, checkpoint_format, read_checkpoint,
                                      read_training_checkpoint, restore_rng_state, save_atomic)
 from hdetr.errors import UserError
 
 SAVER = """
 import sys, torch
-from hdetr.engine.training_checkpoint import save_atomic
+from hdetr.checkpoints.training import save_atomic
 path = sys.argv[1]
 for k in range(1, 10_000):
     save_atomic({"format": "hdetr-checkpoint", "k": k, "model": {"w": torch.full((4_000_000,), float(k))}}, path)
@@ -106,7 +106,7 @@ def test_eval_cli_names_the_bad_file_in_one_line(tmp_path, capsys):
 
 def test_eval_cli_names_mismatched_keys_of_another_architecture(tmp_path, capsys):
     from hdetr.config.presets import get_preset
-    from hdetr.engine.training_checkpoint import FORMAT
+    from hdetr.checkpoints.training import FORMAT
 
     cfg = get_preset("synthetic_tiny")
     small = nn.Linear(2, 2).state_dict()
@@ -122,7 +122,7 @@ class _Pickled:
 
 
 def test_a_checkpoint_that_needs_arbitrary_unpickling_is_refused_not_executed(tmp_path):
-    from hdetr.engine.training_checkpoint import read_checkpoint
+    from hdetr.checkpoints.training import read_checkpoint
     from hdetr.errors import UserError
 
     path = tmp_path / "foreign.pth"

@@ -9,13 +9,13 @@ import hdetr.engine
 
 def test_importing_the_packages_loads_none_of_their_exports():
     code = ("import sys, hdetr, hdetr.engine; "
-            "print(sorted(m for m in ('hdetr.models', 'hdetr.official_checkpoint', 'hdetr.engine.trainer') if m in sys.modules))")
+            "print(sorted(m for m in ('hdetr.models', 'hdetr.checkpoints.official', 'hdetr.engine.trainer') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
 
 @pytest.mark.parametrize("package, name, module", [
-    (hdetr, "from_official_checkpoint", "hdetr.official_checkpoint"),
+    (hdetr, "from_official_checkpoint", "hdetr.checkpoints.official"),
     (hdetr, "ModelConfig", "hdetr.config.model"),
     (hdetr.engine, "read_metrics", "hdetr.engine.metrics_log"),
 ])

@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from hdetr.official_checkpoint import to_official_state_dict
+from hdetr.checkpoints.official import to_official_state_dict
 from hdetr.errors import ConfigError
 from hdetr.config.model import ModelConfig, baseline, hybrid_branch, hybrid_epoch, hybrid_layer
 from hdetr.errors import UserError
 from hdetr.models import HDeformableDETR, build_model
 from hdetr.models.batching import batch_images
+from hdetr.outputs import ONE2MANY, ONE2ONE, QUERY_GROUPS, ModelOutput
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SMALL = dict(backbone="resnet18", enc_layers=1, dec_layers=2, dim_feedforward=64, hidden_dim=64, nheads=4,
@@ -63,6 +64,28 @@ def test_eval_runs_only_one_to_one_queries():
     assert out["pred_logits"].shape[1] == 6
     assert out["pred_logits_one2many"].shape == (2, 0, 5)
     assert out["aux_outputs_one2many"][0]["pred_logits"].shape == (2, 0, 5)
+
+
+def test_groups_runs_the_one_to_many_queries_of_an_eval_mode_model():
+    model = build_model(small()).eval()
+    with torch.no_grad():
+        out = model(_images(), groups=QUERY_GROUPS)
+        alone = model(_images(), groups=(ONE2ONE,))
+    assert isinstance(out, ModelOutput) and out.num_layers(ONE2MANY) == 2
+    assert out.logits[ONE2MANY].shape == (2, 2, 12, 5) and out.boxes[ONE2ONE].shape == (2, 2, 6, 4)
+    assert alone["pred_logits_one2many"].shape == (2, 0, 5)
+    assert not model.training
+    with pytest.raises(UserError, match="groups="):
+        model(_images(), groups=(ONE2MANY,))
+    with pytest.raises(UserError, match="no one-to-many queries"):
+        build_model(small(scheme="baseline", num_queries_one2many=0)).eval()(_images(), groups=QUERY_GROUPS)
+
+
+def test_without_aux_loss_only_the_last_layer_is_stacked():
+    model = build_model(small(aux_loss=False)).train()
+    out = model(_images())
+    assert out.num_layers(ONE2ONE) == 1 and "aux_outputs" not in out
+    assert out.logits[ONE2ONE].shape == (1, 2, 6, 5)
 
 
 def test_one_to_one_queries_do_not_see_the_one_to_many_group():

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hdetr.official_checkpoint import from_official_checkpoint, official_flags_to_overrides, to_official_state_dict
+from hdetr.checkpoints.official import from_official_checkpoint, official_flags_to_overrides, to_official_state_dict
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hdetr.official_checkpoint import (
+from hdetr.checkpoints.official import (
     from_official_checkpoint,
     infer_config,
     official_flags_to_overrides,

@@ -1,4 +1,4 @@
-"""hdetr.references: building reference files from runs, loading them by name, refusing bad files."""
+"""hdetr.checkpoints.references: building reference files from runs, loading them by name, refusing bad files."""
 from __future__ import annotations
 
 import json
@@ -8,9 +8,9 @@ import torch
 
 import hdetr
 from hdetr.errors import UserError
-from hdetr.references import build as build_module
-from hdetr.references.build import build
-from hdetr.references.store import FILES_DIR, read_manifest
+from hdetr.checkpoints import make_references as build_module
+from hdetr.checkpoints.make_references import build
+from hdetr.checkpoints.references import FILES_DIR, read_manifest
 
 
 def make_tiny_run(root, name: str = "tiny", snapshots: tuple[int, ...] = ()):
@@ -19,7 +19,7 @@ def make_tiny_run(root, name: str = "tiny", snapshots: tuple[int, ...] = ()):
     from hdetr.config.experiment import apply_overrides
     from hdetr.config.presets import get_preset
     from hdetr.data.synthetic import generate
-    from hdetr.engine.training_checkpoint import FORMAT
+    from hdetr.checkpoints.training import FORMAT
 
     if not (root / "data").is_dir():
         generate("coco", root / "data", num_images=2, num_val_images=2, seed=1, image_size=64)

@@ -3,9 +3,9 @@ import argparse
 import pytest
 import torch
 
-from hdetr.state_dict_io import load_torch_file
+from hdetr.checkpoints.state_dict import load_torch_file
 from hdetr.errors import UserError
-from hdetr.models.pretrained import read_state_dict
+from hdetr.checkpoints.pretrained import read_state_dict
 
 
 def test_reads_tensors_and_official_namespace_args(tmp_path):

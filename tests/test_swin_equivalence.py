@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hdetr.official_checkpoint import from_official_checkpoint, to_official_state_dict
+from hdetr.checkpoints.official import from_official_checkpoint, to_official_state_dict
 from hdetr.losses import build_criterion
 from test_criterion import assert_final_matchings_official, assert_official, targets_of
 from test_model_equivalence import _assert_close, _recipe, assert_detections_match_official

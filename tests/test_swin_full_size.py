@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hdetr.official_checkpoint import from_official_checkpoint, infer_config, to_official_state_dict
+from hdetr.checkpoints.official import from_official_checkpoint, infer_config, to_official_state_dict
 from hdetr.config.model import hybrid_branch
 from hdetr.models import build_model
 

@@ -1,6 +1,6 @@
 """Analyses of trained H-DETR models (the notebooks import these; they re-define nothing).
 
-- ``branch_outputs`` / ``both_query_groups``: one-to-one and one-to-many predictions at inference.
+- ``branch_outputs``: one-to-one and one-to-many predictions at inference.
 - ``count_duplicates``, ``nms_detections``, ``branch_table``, ``rows_to_markdown``: duplicates
   and NMS per branch (paper Table 13); ``covering_predictions`` / ``draw_object_duplicates``: one
   object's predictions in each branch.
@@ -16,7 +16,7 @@
 from hdetr.lazy_exports import lazy_exports
 
 _LAZY = {
-    "hdetr.analysis.branches": ("BRANCHES", "branch_outputs", "both_query_groups"),
+    "hdetr.analysis.branches": ("BRANCHES", "branch_outputs"),
     "hdetr.analysis.duplicates": ("DuplicateCounts", "BranchRow", "count_duplicates", "nms_detections",
                                   "branch_table", "rows_to_markdown", "covering_predictions",
                                   "draw_object_duplicates"),

@@ -2,34 +2,18 @@
 
 In eval mode the model runs only its n one-to-one queries (the one-to-many branch is a
 training aid). ``branch_outputs`` also runs the T one-to-many queries, as in training
-(each group attending only within itself), by asking the model for both query groups;
+(each group attending only within itself), with ``model(images, groups=QUERY_GROUPS)``;
 the weights and every other module stay in eval mode.
 """
 from __future__ import annotations
-
-import contextlib
 
 import torch
 from torch import nn
 
 from hdetr.errors import UserError
+from hdetr.outputs import ONE2MANY, ONE2ONE, QUERY_GROUPS
 
-BRANCHES = ("one2one", "one2many")
-
-
-@contextlib.contextmanager
-def both_query_groups(model: nn.Module):
-    """Within the block an eval-mode ``model`` runs its one-to-one and one-to-many queries."""
-    if not getattr(model, "num_queries_one2many", 0):
-        raise UserError(f"{type(model).__name__} has no one-to-many queries (scheme "
-                        f"{getattr(getattr(model, 'config', None), 'scheme', '?')}); only hybrid_branch models have a "
-                        f"separate one-to-many branch")
-    sizes = [model.num_queries_one2one, model.num_queries_one2many]
-    model.query_groups = lambda: list(sizes)  # instance attribute shadows the method
-    try:
-        yield model
-    finally:
-        del model.query_groups
+BRANCHES = QUERY_GROUPS
 
 
 @torch.no_grad()
@@ -38,14 +22,14 @@ def branch_outputs(model: nn.Module, images, branch: str) -> dict[str, torch.Ten
     last decoder layer, in eval mode; Q = n for ``one2one``, T for ``one2many``."""
     if branch not in BRANCHES:
         raise UserError(f"branch={branch!r} is not one of {', '.join(BRANCHES)}")
+    if branch == ONE2MANY and not getattr(model, "num_queries_one2many", 0):
+        raise UserError(f"{type(model).__name__} has no one-to-many queries (scheme "
+                        f"{getattr(getattr(model, 'config', None), 'scheme', '?')}); only hybrid_branch models have a "
+                        f"separate one-to-many branch")
     was_training = model.training
     model.eval()
     try:
-        if branch == "one2one":
-            outputs = model(images)
-            return {"pred_logits": outputs["pred_logits"], "pred_boxes": outputs["pred_boxes"]}
-        with both_query_groups(model):
-            outputs = model(images)
-        return {"pred_logits": outputs["pred_logits_one2many"], "pred_boxes": outputs["pred_boxes_one2many"]}
+        outputs = model(images, groups=QUERY_GROUPS if branch == ONE2MANY else (ONE2ONE,))
+        return outputs.last(branch)
     finally:
         model.train(was_training)

@@ -26,6 +26,7 @@ from hdetr.errors import UserError
 from hdetr.evaluation.duplicates import (DuplicateCounts, apply_nms, check_nms_iou, check_thresholds,  # noqa: F401
                                          count_duplicates, image_hits)
 from hdetr.models.postprocess import postprocess
+from hdetr.outputs import ONE2ONE
 
 
 def nms_detections(outputs: dict, target_sizes: torch.Tensor, *, topk: int = 100,
@@ -64,7 +65,7 @@ def branch_table(model, dataset, *, max_images: int = 60, batch_size: int = 4, n
     from hdetr.data import collate
 
     if branches is None:
-        branches = [b for b in BRANCHES if b == "one2one" or getattr(model, "num_queries_one2many", 0)]
+        branches = [b for b in BRANCHES if b == ONE2ONE or getattr(model, "num_queries_one2many", 0)]
     branches = list(branches)
     topk = topk or model.config.topk
     count = min(max_images, len(dataset)) if max_images else len(dataset)

@@ -11,10 +11,11 @@ from pathlib import Path
 from hdetr.engine.metrics_log import read_metrics
 from hdetr.errors import UserError
 from hdetr.matching.record_stats import STAT_FIELDS
+from hdetr.outputs import ENCODER_LAYER
 
 
 def _parse_layer(text: str) -> int:
-    return -1 if text == "enc" else int(text.removeprefix("layer"))
+    return ENCODER_LAYER if text == "enc" else int(text.removeprefix("layer"))
 
 
 def assignment_curves(run: str | Path) -> dict[tuple[str, int, str], tuple[list[int], list[float]]]:

@@ -56,7 +56,7 @@ def snapshot_paths(run_dir: str | Path) -> dict[int, Path]:
 
 
 def _model_from_checkpoint(path: Path):
-    from hdetr.commands.eval import build_from_checkpoint
+    from hdetr.checkpoints.build import build_from_checkpoint
 
     model, _, _ = build_from_checkpoint(path, None, None, [])
     return model.eval()
@@ -186,7 +186,7 @@ def make_report(out_dir: str | Path, *, runs_dir: str | Path | None = "runs/refe
     import matplotlib.pyplot as plt
 
     from hdetr.data import build_dataset
-    from hdetr.references import load_reference
+    from hdetr.checkpoints.references import load_reference
 
     started = time.time()
     table_args = dict(max_images=images, batch_size=batch_size, nms_iou=nms_iou, score_threshold=score_threshold,

@@ -22,9 +22,6 @@ import yaml
 
 from hdetr.commands._experiment_args import add_experiment_arguments, handled_listing
 
-OFFICIAL_DEFAULT_PRESET = "coco_r50_hybrid_branch_12ep"
-
-
 def register(subparsers) -> None:
     parser = subparsers.add_parser("eval", help="evaluate an hdetr or official H-Deformable-DETR checkpoint",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -37,39 +34,6 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def build_from_checkpoint(path: str | Path, preset: str | None, config_file: str | None, overrides: list[str]):
-    """(model, ExperimentConfig, format) for any supported checkpoint file."""
-    from hdetr import build_model, from_official_checkpoint
-    from hdetr.config.experiment import apply_overrides, experiment_from_dict, parse_override
-    from hdetr.config.presets import load_experiment
-    from hdetr.state_dict_io import load_exactly
-    from hdetr.engine.training_checkpoint import checkpoint_format, read_checkpoint
-
-    ckpt = read_checkpoint(path)
-    fmt = checkpoint_format(ckpt, str(path))
-    if fmt == "hdetr":
-        if preset or config_file:
-            cfg = load_experiment(preset=preset, config_file=config_file)
-        else:
-            cfg = experiment_from_dict(ckpt["config"], source=f"{path} (its config)")
-        cfg = apply_overrides(cfg, overrides)
-        model = build_model(cfg.model)
-        load_exactly(model, ckpt["model"], str(path))
-        return model, cfg, fmt
-    model_changes = {}
-    other = []
-    for text in overrides:
-        section, field, value = parse_override(text)
-        if section == "model":
-            model_changes[field] = value
-        else:
-            other.append(text)
-    model = from_official_checkpoint(ckpt if fmt == "official" else {"model": ckpt}, **model_changes)
-    cfg = load_experiment(preset=preset or (None if config_file else OFFICIAL_DEFAULT_PRESET), config_file=config_file)
-    cfg = apply_overrides(cfg, other + [f"model.{k}={json.dumps(v)}" for k, v in model.config.to_dict().items()])
-    return model, cfg, fmt
-
-
 def run(args: argparse.Namespace) -> int:
     if handled_listing(args):
         return 0
@@ -77,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.checkpoint:
         raise UserError("--checkpoint PATH is required")
+    from hdetr.checkpoints.build import build_from_checkpoint
+
     model, cfg, fmt = build_from_checkpoint(args.checkpoint, args.preset, args.config, args.overrides)
     if args.print_config:
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")

@@ -16,6 +16,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from hdetr.outputs import ModelOutput
+
 
 def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
@@ -64,7 +66,7 @@ def predict_dataset(model: nn.Module, dataset: Dataset, *, batch_size: int = 2, 
             images = [img.to(device) for img in images]
             with _autocast(device, amp):
                 outputs = model(images)
-            outputs = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in outputs.items()}
+            outputs = ModelOutput.from_official_dict(outputs).float()
             sizes = torch.stack([t["orig_size"] for t in targets]).to(device)
             detections = [{k: v.detach().cpu() for k, v in result.items()}
                           for result in model.postprocess(outputs, sizes)]

@@ -29,9 +29,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from hdetr.state_dict_io import load_exactly
+from hdetr.checkpoints.state_dict import load_exactly
 from hdetr.config.experiment import ExperimentConfig
-from hdetr.engine import training_checkpoint as ckpt_io
+from hdetr.checkpoints import training as ckpt_io
 from hdetr.engine.data_order import EpochBatchSampler, SeededSamples
 from hdetr.engine.distributed import (DistInfo, barrier, broadcast_flag, gather_objects, init_distributed,
                                       mean_over_processes, shutdown_distributed)
@@ -39,6 +39,7 @@ from hdetr.engine.evaluator import evaluate_model
 from hdetr.engine.metrics_log import MetricsLogger
 from hdetr.engine.optim import build_lr_scheduler, build_optimizer, lr_by_group
 from hdetr.errors import UserError
+from hdetr.outputs import ModelOutput
 
 
 _ROW_KEYS = ("type", "epoch", "iter", "step", "time")
@@ -77,6 +78,8 @@ def _float32(obj: Any) -> Any:
     """Outputs of a bf16 autocast forward, back in float32 for the losses."""
     if torch.is_tensor(obj):
         return obj.float() if obj.is_floating_point() else obj
+    if isinstance(obj, ModelOutput):
+        return obj.float()
     if isinstance(obj, dict):
         return {k: _float32(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

@@ -37,7 +37,7 @@ def evaluate_checkpoint(path: str | Path, base: ExperimentConfig, *, device: str
     ``base.train.eval_max_images`` > 0 scores the first N images only (as training runs do).
     The result also names the file and its format (hdetr or official).
     """
-    from hdetr.commands.eval import build_from_checkpoint
+    from hdetr.checkpoints.build import build_from_checkpoint
     from hdetr.data import build_dataset
     from hdetr.engine.distributed import resolve_device
     from hdetr.engine.evaluator import evaluate_model

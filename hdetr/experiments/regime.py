@@ -216,7 +216,7 @@ def pretrain_request(runs_dir: str | Path) -> RunRequest:
 
 def export_backbone(run_dir: str | Path) -> Path:
     """Write the run's ResNet weights as a torchvision-named state dict (``model.pretrained_backbone``)."""
-    from hdetr.engine.training_checkpoint import read_training_checkpoint, save_atomic
+    from hdetr.checkpoints.training import read_training_checkpoint, save_atomic
 
     run_dir = Path(run_dir)
     state = read_training_checkpoint(run_dir / "checkpoint_last.pth")["model"]

@@ -170,7 +170,7 @@ def _run_one(run_dir: Path, resume: bool) -> None:
     others, and the run has no result (its exit status is not 0).
     """
     from hdetr.engine import train
-    from hdetr.engine.training_checkpoint import write_text_atomic
+    from hdetr.checkpoints.training import write_text_atomic
     from hdetr.engine.distributed import barrier, init_distributed, shutdown_distributed
 
     cfg = experiment_from_dict(load_yaml_mapping(run_dir / REQUESTED), str(run_dir / REQUESTED))

@@ -10,12 +10,11 @@ Notation of the paper (Sec. 3): one-to-one loss  L_one2one = sum_l L_H(P^l, G),
 one-to-many loss  L_one2many = sum_l L_H(P^l, G~) with G~ = {G_1, ..., G_K}
 (K copies of G).
 
-``queries`` names the model's output set: ``"one2one"`` is the main set
-(``pred_logits``/``pred_boxes`` and ``aux_outputs``; for the epoch and layer
-schemes it holds all M or N queries), ``"one2many"`` the hybrid branch's extra T
-queries (``pred_logits_one2many``...). Layer -1 is the two-stage encoder's
-proposals, always matched one-to-one against class-agnostic targets (as the
-official code, which never applies one-to-many to them).
+``queries`` names the model's query group (``hdetr.outputs``): ``ONE2ONE`` is the
+main set (for the epoch and layer schemes it holds all M or N queries),
+``ONE2MANY`` the hybrid branch's extra T queries. Layer ``ENCODER_LAYER`` is the
+two-stage encoder's proposals, always matched one-to-one against class-agnostic
+targets (as the official code, which never applies one-to-many to them).
 
 ``tag`` says which kind of supervision a group is ("one2one" or "one2many"); it
 becomes the ``_one2many`` loss-key suffix and the ``group`` of assignment records.
@@ -25,18 +24,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-ENCODER_LAYER = -1
+from hdetr.outputs import ENCODER_LAYER, ONE2MANY, ONE2ONE
 
 
 @dataclass(frozen=True)
 class Group:
     """One matching problem of a training step.
 
-    layer: decoder layer index 0..dec_layers-1, or -1 for the encoder proposals.
-    queries: output set, "one2one" (main) or "one2many" (hybrid branch's extra queries).
+    layer: decoder layer index 0..dec_layers-1, or ENCODER_LAYER for the encoder proposals.
+    queries: query group, ONE2ONE (main) or ONE2MANY (hybrid branch's extra queries).
     repeat_k: copies of the ground truth matched (1 = one-to-one).
     weight: multiplies every loss term of the group (lambda for the hybrid branch).
-    tag: "one2one" | "one2many", the kind of supervision (loss-key suffix, record group).
+    tag: ONE2ONE | ONE2MANY, the kind of supervision (loss-key suffix, record group).
     """
 
     layer: int
@@ -46,12 +45,12 @@ class Group:
     tag: str
 
 
-def _one2one(layer: int, queries: str = "one2one") -> Group:
-    return Group(layer, queries, 1, 1.0, "one2one")
+def _one2one(layer: int, queries: str = ONE2ONE) -> Group:
+    return Group(layer, queries, 1, 1.0, ONE2ONE)
 
 
-def _one2many(layer: int, k: int, weight: float, queries: str = "one2one") -> Group:
-    return Group(layer, queries, k, weight, "one2many")
+def _one2many(layer: int, k: int, weight: float, queries: str = ONE2ONE) -> Group:
+    return Group(layer, queries, k, weight, ONE2MANY)
 
 
 def one2many_epochs(config) -> int:
@@ -79,7 +78,7 @@ def plan(config, epoch: int = 0) -> list[Group]:
         return (
             [_one2one(l) for l in layers]
             + encoder
-            + [_one2many(l, k, config.lambda_one2many, queries="one2many") for l in layers]
+            + [_one2many(l, k, config.lambda_one2many, queries=ONE2MANY) for l in layers]
         )
 
     if config.scheme == "hybrid_epoch":

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from hdetr.matching.records import AssignmentRecord
+from hdetr.outputs import ENCODER_LAYER, QUERY_GROUPS
 
 STAT_FIELDS = ("positives", "matched_iou")
 
@@ -39,8 +40,8 @@ class LayerStats:
 
 
 def layer_key(layer: int) -> str:
-    """``layer2`` for decoder layer 2, ``enc`` for the encoder proposals (-1)."""
-    return "enc" if layer == -1 else f"layer{layer}"
+    """``layer2`` for decoder layer 2, ``enc`` for the encoder proposals (``ENCODER_LAYER``)."""
+    return "enc" if layer == ENCODER_LAYER else f"layer{layer}"
 
 
 def summarize_records(records: Iterable[AssignmentRecord], objects_per_image: Sequence[int]) -> list[LayerStats]:
@@ -55,7 +56,7 @@ def summarize_records(records: Iterable[AssignmentRecord], objects_per_image: Se
         entry[0] += len(record)
         entry[1] += float(record.iou.sum()) if len(record) else 0.0
     num_objects = int(sum(objects_per_image))
-    order = {"one2one": 0, "one2many": 1}
+    order = {g: i for i, g in enumerate(QUERY_GROUPS)}
     stats = []
     for (group, layer), (matches, iou_sum) in sorted(sums.items(), key=lambda kv: (order.get(kv[0][0], 2), kv[0][1])):
         stats.append(LayerStats(

@@ -15,8 +15,8 @@ from hdetr.config.model import ModelConfig
 from hdetr.errors import UserError
 from hdetr.models.batching import resize_mask
 from hdetr.models.position_encoding import PositionEmbeddingSine
-from hdetr.state_dict_io import load_exactly
-from hdetr.models.pretrained import read_state_dict, strip_wrapper_prefix
+from hdetr.checkpoints.state_dict import load_exactly
+from hdetr.checkpoints.pretrained import read_state_dict, strip_wrapper_prefix
 
 RESNET_CHANNELS = {"resnet18": (128, 256, 512), "resnet18_half": (64, 128, 256), "resnet50": (512, 1024, 2048),
                    "resnet101": (512, 1024, 2048)}

@@ -15,6 +15,7 @@ from hdetr.models.batching import batch_images, resize_mask, valid_sizes
 from hdetr.models.heads import build_heads
 from hdetr.models.postprocess import postprocess
 from hdetr.models.transformer import DeformableTransformer
+from hdetr.outputs import ONE2MANY, ONE2ONE, QUERY_GROUPS, ModelOutput
 
 
 def check_architecture(config: ModelConfig) -> None:
@@ -47,16 +48,17 @@ class HDeformableDETR(nn.Module):
     """H-Deformable-DETR. ``model.config`` is its ModelConfig.
 
     Call ``model(images)`` with a list of normalised [3, H_i, W_i] tensors (padded inside), or
-    ``model(padded [B, 3, H, W], mask [B, H, W] bool, True = padding)``. Returns a dict:
+    ``model(padded [B, 3, H, W], mask [B, H, W] bool, True = padding)``. Returns a
+    ``hdetr.outputs.ModelOutput``: per query group, ``logits`` [L, B, Q, C] and ``boxes``
+    [L, B, Q, 4] (normalised cxcywh, relative to each image's unpadded size) of the decoder
+    layers (all L with ``aux_loss``, else the last one), and ``enc_logits`` [B, S, C] /
+    ``enc_boxes`` [B, S, 4] for the S encoder proposals (two-stage only). It also reads as the
+    official output dict (``outputs["pred_logits"]`` [B, n, C], ``outputs["pred_boxes_one2many"]``
+    [B, T, 4], ...; see ``hdetr.outputs``).
 
-    - ``pred_logits`` [B, n, C], ``pred_boxes`` [B, n, 4] (normalised cxcywh, relative to each
-      image's unpadded size): the one-to-one queries of the last decoder layer;
-    - ``pred_logits_one2many`` [B, T, C], ``pred_boxes_one2many`` [B, T, 4]: the one-to-many
-      queries (T = 0 when there is no such group, and always in eval mode);
-    - ``aux_outputs`` / ``aux_outputs_one2many``: lists (one per decoder layer but the last) of
-      dicts with the same two keys (only with ``aux_loss``);
-    - ``enc_outputs``: ``pred_logits`` [B, S, C] / ``pred_boxes`` [B, S, 4] for the S encoder
-      proposals (two-stage only).
+    ``groups`` chooses the query groups that run: by default ``(ONE2ONE, ONE2MANY)`` in train
+    mode (when the model has one-to-many queries) and ``(ONE2ONE,)`` in eval mode; pass
+    ``groups=QUERY_GROUPS`` to run the one-to-many queries of an eval-mode model too.
 
     In train mode all ``n + T`` queries run (n = ``num_queries_one2one``, T =
     ``num_queries_one2many``), each group attending only within itself; in eval mode only the
@@ -84,13 +86,22 @@ class HDeformableDETR(nn.Module):
         self.backbone = backbone
 
     # ----------------------------------------------------------------------------- forward
-    def query_groups(self) -> list[int]:
-        """Sizes of the query groups that run now: [n, T] in training, [n] in eval."""
-        if self.training and self.num_queries_one2many > 0:
-            return [self.num_queries_one2one, self.num_queries_one2many]
-        return [self.num_queries_one2one]
+    def query_groups(self, groups: Sequence[str] | None = None) -> list[int]:
+        """Sizes of the query groups that run: those named in ``groups`` (ONE2ONE first), by
+        default [n, T] in training and [n] in eval."""
+        if groups is None:
+            groups = QUERY_GROUPS if self.training and self.num_queries_one2many > 0 else (ONE2ONE,)
+        groups = tuple(groups)
+        if groups not in ((ONE2ONE,), QUERY_GROUPS):
+            raise UserError(f"HDeformableDETR: groups={groups!r}: choose ({ONE2ONE!r},) or {QUERY_GROUPS!r}")
+        if ONE2MANY in groups and self.num_queries_one2many <= 0:
+            raise UserError(f"HDeformableDETR has no one-to-many queries (scheme {self.config.scheme}); only "
+                            f"hybrid_branch models have a separate one-to-many group")
+        sizes = {ONE2ONE: self.num_queries_one2one, ONE2MANY: self.num_queries_one2many}
+        return [sizes[group] for group in groups]
 
-    def forward(self, images, mask: torch.Tensor | None = None) -> dict:
+    def forward(self, images, mask: torch.Tensor | None = None, *, groups: Sequence[str] | None = None
+                ) -> ModelOutput:
         padded, mask = self._as_batch(images, mask)
         features, masks, positions = self.backbone(padded, mask)
         srcs = [projection(feature) for projection, feature in zip(self.input_proj, features)]
@@ -100,14 +111,14 @@ class HDeformableDETR(nn.Module):
             srcs.append(src)
             masks.append(level_mask)
             positions.append(self.backbone.position_embedding(level_mask).to(src.dtype))
-        groups = self.query_groups()
-        num_queries = sum(groups)
+        sizes = self.query_groups(groups)
+        num_queries = sum(sizes)
         query_embed = self.query_embed.weight[:num_queries] if hasattr(self, "query_embed") else None
-        result = self.transformer(srcs, masks, positions, query_embed, num_queries, groups,
+        result = self.transformer(srcs, masks, positions, query_embed, num_queries, sizes,
                                   self.class_embed, self.bbox_embed, self.config.with_box_refine)
         return self._outputs(result)
 
-    def _outputs(self, result) -> dict:
+    def _outputs(self, result) -> ModelOutput:
         n = self.num_queries_one2one
         classes, coords = [], []
         for level, hidden in enumerate(result.hidden_states):
@@ -120,20 +131,17 @@ class HDeformableDETR(nn.Module):
                 coord = torch.cat([delta[..., :2] + reference, delta[..., 2:]], -1)
             classes.append(self.class_embed[level](hidden))
             coords.append(coord.sigmoid())
-        out = {
-            "pred_logits": classes[-1][:, :n],
-            "pred_boxes": coords[-1][:, :n],
-            "pred_logits_one2many": classes[-1][:, n:],
-            "pred_boxes_one2many": coords[-1][:, n:],
-        }
-        if self.config.aux_loss:
-            out["aux_outputs"] = [{"pred_logits": c[:, :n], "pred_boxes": b[:, :n]}
-                                  for c, b in zip(classes[:-1], coords[:-1])]
-            out["aux_outputs_one2many"] = [{"pred_logits": c[:, n:], "pred_boxes": b[:, n:]}
-                                           for c, b in zip(classes[:-1], coords[:-1])]
-        if result.enc_class is not None:
-            out["enc_outputs"] = {"pred_logits": result.enc_class, "pred_boxes": result.enc_coord_unact.sigmoid()}
-        return out
+        if not self.config.aux_loss:
+            classes, coords = classes[-1:], coords[-1:]
+        logits, boxes = torch.stack(classes), torch.stack(coords)
+        encoder = result.enc_class is not None
+        return ModelOutput(
+            logits={ONE2ONE: logits[:, :, :n], ONE2MANY: logits[:, :, n:]},
+            boxes={ONE2ONE: boxes[:, :, :n], ONE2MANY: boxes[:, :, n:]},
+            enc_logits=result.enc_class if encoder else None,
+            enc_boxes=result.enc_coord_unact.sigmoid() if encoder else None,
+            has_aux=self.config.aux_loss,
+        )
 
     @staticmethod
     def _as_batch(images, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -154,7 +162,7 @@ class HDeformableDETR(nn.Module):
         return images, mask
 
     # ------------------------------------------------------------------------- inference
-    def postprocess(self, outputs: dict, target_sizes: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+    def postprocess(self, outputs: ModelOutput | dict, target_sizes: torch.Tensor) -> list[dict[str, torch.Tensor]]:
         """outputs of ``forward``, target_sizes [B, 2] (h, w) -> one dict per image with ``scores``
         [k], ``labels`` [k], ``boxes`` [k, 4] xyxy in those pixels (k = config.topk)."""
         return postprocess(outputs, target_sizes, self.config.topk)

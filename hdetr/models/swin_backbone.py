@@ -10,9 +10,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hdetr.state_dict_io import load_exactly
+from hdetr.checkpoints.state_dict import load_exactly
 from hdetr.models import official_swin_keys
-from hdetr.models.pretrained import read_state_dict, strip_wrapper_prefix
+from hdetr.checkpoints.pretrained import read_state_dict, strip_wrapper_prefix
 from hdetr.models.swin_transformer import PatchEmbed, SwinArchitecture, SwinStage, init_weights
 
 SWIN_VARIANTS = {

@@ -3,16 +3,16 @@
 The criterion (``criterion(outputs, targets, record=True)``) leaves one
 ``AssignmentRecord`` per (image, layer, group) in ``criterion.last_assignments``.
 A view shows one image at one layer; these helpers select the records for it,
-tabulate them query by query, and find the matching predicted boxes in the model
-outputs, whose layout depends on the scheme:
+tabulate them query by query, and find the matching predicted boxes in the model's
+``ModelOutput`` (``hdetr.outputs``), whose layout depends on the scheme:
 
-- hybrid_branch: the one-to-many group has its own outputs (``pred_boxes_one2many``,
-  ``aux_outputs_one2many``); record query indices point into them;
-- baseline, hybrid_epoch, hybrid_layer: one set of queries (``pred_boxes``) serves
+- hybrid_branch: the one-to-many group has its own queries (``ONE2MANY``); record
+  query indices point into them;
+- baseline, hybrid_epoch, hybrid_layer: one set of queries (``ONE2ONE``) serves
   both groups, so a one-to-many record indexes the same outputs as a one-to-one one.
 
-Decoder layer ``i`` is ``aux_outputs[i]`` for all but the last layer, which is the
-top level of the dict; layer ``-1`` is the encoder's two-stage proposals.
+Decoder layer ``i`` is ``outputs.layer(group, i)``; layer ``ENCODER_LAYER`` is the
+encoder's two-stage proposals.
 """
 from __future__ import annotations
 
@@ -21,17 +21,17 @@ from typing import Any, Iterable, Sequence
 import torch
 
 from hdetr.errors import UserError
+from hdetr.outputs import ENCODER_LAYER, ONE2MANY, ONE2ONE, QUERY_GROUPS, ModelOutput, check_group
 
-GROUPS = ("one2one", "one2many")
-ENCODER_LAYER = -1
+GROUPS = QUERY_GROUPS
 COST_FIELDS = ("cost_class", "cost_bbox", "cost_giou", "iou")
 
 
 def select_records(records: Iterable[Any], *, image_index: int | None = None, layer: int | None = None,
                    group: str | None = None) -> list:
     """The records that match every given field (``None`` matches anything)."""
-    if group is not None and group not in GROUPS:
-        raise UserError(f"group={group!r} is not one of {', '.join(GROUPS)}")
+    if group is not None:
+        check_group(group)
     return [
         r for r in records
         if (image_index is None or r.image_index == image_index)
@@ -41,7 +41,7 @@ def select_records(records: Iterable[Any], *, image_index: int | None = None, la
 
 
 def layers_of(records: Iterable[Any]) -> list[int]:
-    """Sorted layer indices present in the records (``-1`` = encoder proposals first)."""
+    """Sorted layer indices present in the records (``ENCODER_LAYER`` = encoder proposals first)."""
     return sorted({int(r.layer) for r in records})
 
 
@@ -81,28 +81,13 @@ def query_rows(records: Iterable[Any]) -> list[dict]:
     return rows
 
 
-def _has_one2many_outputs(outputs: dict) -> bool:
-    boxes = outputs.get("pred_boxes_one2many")
-    return isinstance(boxes, torch.Tensor) and boxes.dim() == 3 and boxes.shape[1] > 0
-
-
-def _layer_outputs(outputs: dict, layer: int, group: str) -> dict:
+def _layer_outputs(outputs: ModelOutput | dict, layer: int, group: str) -> dict:
     """The output dict (with pred_logits/pred_boxes) holding ``group``'s predictions at ``layer``."""
-    if group not in GROUPS:
-        raise UserError(f"group={group!r} is not one of {', '.join(GROUPS)}")
-    if layer == ENCODER_LAYER:
-        if "enc_outputs" not in outputs:
-            raise UserError("layer=-1 (encoder proposals) needs outputs['enc_outputs'] (two_stage models)")
-        return outputs["enc_outputs"]
-    suffix = "_one2many" if group == "one2many" and _has_one2many_outputs(outputs) else ""
-    aux = outputs.get("aux_outputs" + suffix) or []
-    num_layers = len(aux) + 1
-    if not 0 <= layer < num_layers:
-        raise UserError(f"layer={layer} is out of range: the outputs hold decoder layers 0..{num_layers - 1} "
-                        f"(and -1 for the encoder proposals)")
-    if layer == num_layers - 1:
-        return {"pred_logits": outputs["pred_logits" + suffix], "pred_boxes": outputs["pred_boxes" + suffix]}
-    return aux[layer]
+    outputs = ModelOutput.from_official_dict(outputs)
+    check_group(group)
+    # Without a separate one-to-many query set, both groups' records index the main queries.
+    queries = ONE2MANY if group == ONE2MANY and outputs.logits[ONE2MANY].shape[2] > 0 else ONE2ONE
+    return outputs.layer(queries, layer)
 
 
 def predicted_boxes(outputs: dict, *, image_index: int, layer: int, group: str) -> torch.Tensor:

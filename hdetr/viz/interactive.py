@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 import torch
 
 from hdetr.errors import UserError
+from hdetr.outputs import ENCODER_LAYER
 from hdetr.viz.assignments import (COST_FIELDS, GROUPS, groups_of, last_decoder_layer, layers_of,
                                    matched_boxes, query_rows, select_records)
 from hdetr.viz.image import boxes_to_pixels, image_size, to_uint8
@@ -104,7 +105,7 @@ def assignment_figure(image: torch.Tensor, targets: dict, records: Sequence[Any]
         xs, ys = _outline([box])
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=f"query {query}", text=[_hover(row)] * 6,
                                  hoverinfo="text", line=dict(color="#ffd700", width=4)))
-    where = "encoder proposals" if layer == -1 else f"decoder layer {layer}"
+    where = "encoder proposals" if layer == ENCODER_LAYER else f"decoder layer {layer}"
     # the legend beside the image, so it never covers boxes
     fig.update_layout(title=f"image {image_index}, {where}", width=720, height=520,
                       margin=dict(l=10, r=10, t=40, b=10),
@@ -160,7 +161,7 @@ class AssignmentExplorer:
         layers = layers_of(self.records)
         self._image = widgets.IntSlider(value=0, min=0, max=len(self.images) - 1, description="image")
         self._layer = widgets.Dropdown(
-            options=[("encoder" if l == -1 else f"decoder {l}", l) for l in layers], value=layers[-1],
+            options=[("encoder" if l == ENCODER_LAYER else f"decoder {l}", l) for l in layers], value=layers[-1],
             description="layer")
         self._group = widgets.Dropdown(options=[ALL, *groups_of(self.records)], value=ALL, description="group")
         self._query = widgets.Dropdown(options=[ALL], value=ALL, description="query")

@@ -14,6 +14,7 @@ import torch
 from matplotlib.patches import Rectangle
 
 from hdetr.errors import UserError
+from hdetr.outputs import ENCODER_LAYER
 from hdetr.viz.assignments import (COST_FIELDS, GROUPS, last_decoder_layer, layers_of, matched_boxes,
                                    query_rows, select_records)
 from hdetr.viz.image import boxes_to_pixels, image_size, to_display
@@ -49,7 +50,7 @@ def draw_assignments(image: torch.Tensor, targets: dict, records: Sequence[Any],
         targets: that image's target dict (``boxes`` [G, 4] normalised cxcywh, ``labels`` [G]).
         records: the criterion's ``last_assignments`` (any images/layers; filtered here).
         outputs: the model outputs the records were made from (batched).
-        layer: decoder layer (default: the last one recorded); ``-1`` = encoder proposals.
+        layer: decoder layer (default: the last one recorded); ``ENCODER_LAYER`` = encoder proposals.
         groups: which groups to draw; one-to-one dotted red, one-to-many (K copies) dashed blue.
         connect: draw a thin line from each matched prediction's centre to its target's.
 
@@ -86,7 +87,7 @@ def draw_assignments(image: torch.Tensor, targets: dict, records: Sequence[Any],
                             color=COLORS[group], linewidth=0.7, alpha=0.8, gid=f"{group}:q{query}->t")
     ax.set_xlim(0, width)
     ax.set_ylim(height, 0)
-    ax.set_title(f"image {image_index}, {'encoder proposals' if layer == -1 else f'decoder layer {layer}'}",
+    ax.set_title(f"image {image_index}, {'encoder proposals' if layer == ENCODER_LAYER else f'decoder layer {layer}'}",
                  fontsize=9)
     ax.axis("off")
     if ax.patches:

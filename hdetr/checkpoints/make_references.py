@@ -1,6 +1,6 @@
 """Package finished training runs as the shipped reference files.
 
-    python -m hdetr.references.build RUNS_DIR [--out DIR]
+    python -m hdetr.checkpoints.make_references RUNS_DIR [--out DIR]
 
 For each reference (``REFERENCE_PRESETS``: name -> the preset it trains) reads
 ``RUNS_DIR/<name>/checkpoint_last.pth`` and writes ``<out>/<name>.pt`` (weights in fp16,
@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from hdetr.errors import UserError
-from hdetr.references.store import FILES_DIR, MANIFEST, sha256_of
+from hdetr.checkpoints.references import FILES_DIR, MANIFEST, sha256_of
 
 MAX_BYTES = 10_000_000  # 10 MB per file: the wheel carries them
 REFERENCE_PRESETS = {
@@ -50,7 +50,7 @@ def reference_payload(run_dir: Path, name: str, preset: str) -> dict[str, Any]:
     """The reference file's content from a finished run folder."""
     from hdetr.config.experiment import experiment_from_dict
     from hdetr.data import build_dataset
-    from hdetr.engine.training_checkpoint import checkpoint_format, read_checkpoint
+    from hdetr.checkpoints.training import checkpoint_format, read_checkpoint
 
     path = run_dir / "checkpoint_last.pth"
     ckpt = read_checkpoint(path)
@@ -101,7 +101,7 @@ def build(runs_dir: str | Path, out_dir: str | Path = FILES_DIR,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hdetr.references.build", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m hdetr.checkpoints.make_references", description=__doc__.splitlines()[0])
     parser.add_argument("runs_dir", help="folder holding <name>/checkpoint_last.pth for each reference")
     parser.add_argument("--out", default=str(FILES_DIR), help="where the files go (default: the package's files)")
     args = parser.parse_args(argv)

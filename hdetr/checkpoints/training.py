@@ -1,5 +1,5 @@
 """hdetr's training checkpoints: atomic writes, exact-resume state, and format detection
-(official checkpoints are converted by ``hdetr.official_checkpoint``).
+(official checkpoints are converted by ``hdetr.checkpoints.official``).
 
 A checkpoint is written to a temporary file in the same folder, flushed and fsynced,
 then moved over the old one with ``os.replace`` (atomic on POSIX): a process killed
@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hdetr.state_dict_io import load_torch_file
+from hdetr.checkpoints.state_dict import load_torch_file
 from hdetr.errors import UserError
 
 FORMAT = "hdetr-checkpoint"

@@ -3,8 +3,8 @@
 ``load_torch_file`` reads a file on the CPU with ``weights_only=True``; ``load_exactly``
 loads a state dict into a module strictly, listing missing, unexpected and mis-shaped keys.
 Any format above a bare file or state dict lives elsewhere: the official checkpoints in
-``hdetr.official_checkpoint``, hdetr's own training checkpoints in
-``hdetr.engine.training_checkpoint``.
+``hdetr.checkpoints.official``, hdetr's own training checkpoints in
+``hdetr.checkpoints.training``.
 
 Official checkpoints keep their training arguments as an ``argparse.Namespace``; it is the
 one non-tensor class allowed besides what ``weights_only`` already accepts.

@@ -1,5 +1,5 @@
 """Import and export of official H-Deformable-DETR checkpoints (hdetr's own training
-checkpoints: ``hdetr.engine.training_checkpoint``).
+checkpoints: ``hdetr.checkpoints.training``).
 
 An official checkpoint is ``{"model": state_dict, "optimizer": ..., "args": Namespace, ...}``
 (or a bare state dict). ``from_official_checkpoint`` infers the architecture from the
@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from hdetr.state_dict_io import describe_key_mismatch, load_torch_file, shape_mismatch
+from hdetr.checkpoints.state_dict import describe_key_mismatch, load_torch_file, shape_mismatch
 from hdetr.errors import ConfigError
 from hdetr.config.model import ModelConfig
 from hdetr.errors import UserError

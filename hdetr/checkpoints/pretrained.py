@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from hdetr.state_dict_io import load_torch_file
+from hdetr.checkpoints.state_dict import load_torch_file
 from hdetr.errors import UserError
 
 # Prefixes that wrap a backbone's own key names in common checkpoint layouts

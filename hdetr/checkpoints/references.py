@@ -1,4 +1,12 @@
-"""Reading the shipped reference files: the manifest, checksums, and the model they hold.
+"""The reference checkpoints hdetr ships: small detectors trained on the synthetic benchmark.
+
+``hdetr.load_reference(name)`` returns the model in eval mode (float32) with
+``experiment_config`` (its ExperimentConfig), ``class_names`` (label -> name),
+``reference_name`` and ``trained`` (steps, the training command, final metrics) attached;
+``hdetr.list_references()`` lists the names. The files live in
+``hdetr/checkpoints/reference_files`` (package data) with ``manifest.json``; a file whose
+checksum differs from the manifest's is refused. ``python -m hdetr.checkpoints.make_references
+RUNS_DIR`` makes them from the runs of ``scripts/train_references.sh``.
 
 A reference file is ``{"model": fp16 state dict, "config": ExperimentConfig dict,
 "class_names": [...], "trained": {"steps", "command", "metrics"}}``; ``manifest.json``
@@ -15,10 +23,10 @@ import torch
 
 from hdetr.errors import UserError
 
-FILES_DIR = Path(__file__).resolve().parent / "files"
+FILES_DIR = Path(__file__).resolve().parent / "reference_files"
 MANIFEST = "manifest.json"
 REBUILD_HINT = ("train and package them with `bash scripts/train_references.sh` (or, from finished runs, "
-                "`python -m hdetr.references.build RUNS_DIR`)")
+                "`python -m hdetr.checkpoints.make_references RUNS_DIR`)")
 
 
 def sha256_of(path: str | Path) -> str:
@@ -74,7 +82,7 @@ def load_reference(name: str, directory: str | Path | None = None) -> torch.nn.M
     its ModelConfig as for any built model.
     """
     from hdetr import build_model
-    from hdetr.state_dict_io import load_exactly, load_torch_file
+    from hdetr.checkpoints.state_dict import load_exactly, load_torch_file
     from hdetr.config.experiment import experiment_from_dict
 
     path, _ = _verified_file(name, directory)
