@@ -67,7 +67,7 @@ def step(batch):
     images, targets = batch
     with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
         outputs = model(images)
-    outputs = {k: v.float() if torch.is_tensor(v) else v for k, v in outputs.items()} if bf16 else outputs
+    outputs = outputs.float() if bf16 else outputs  # the typed model output (hdetr.outputs)
     loss = criterion.total_loss(criterion(outputs, targets, epoch=0))
     optimizer.zero_grad(set_to_none=True)
     loss.backward()

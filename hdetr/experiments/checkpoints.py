@@ -2,7 +2,7 @@
 
 ``CHECKPOINTS`` maps a study's variant keys to checkpoint files (one path, or one per
 seed): hdetr checkpoints or official H-Deformable-DETR ones (``{"model", "args"}``),
-read with ``hdetr eval``'s loader (``hdetr.commands.eval.build_from_checkpoint``) and
+read with ``hdetr eval``'s loader (``hdetr.checkpoints.build.build_from_checkpoint``) and
 scored on the study's validation set (its ``data`` section, e.g. ``DATA_ROOT``).
 
 ``official_rows`` puts each file beside the official README's number for it
