@@ -2,7 +2,7 @@
 # Train the reference checkpoints that hdetr ships (hdetr.load_reference), with a snapshot of each every
 # 250 steps for the NMS-gap-over-training curve (reports/analysis/), then package them:
 #
-#   bash scripts/train_references.sh [RUNS_DIR]        # default runs/references; ~25 min on 2 cores
+#   bash scripts/train_references.sh [RUNS_DIR]        # default runs/references; ~50 min on 2 cores
 #
 # Each model trains in segments of 250 steps; a segment resumes the previous one exactly (the trainer's
 # exact resume), so the result is the same as one uninterrupted run, and an interrupted script continues
@@ -25,5 +25,8 @@ train_one() {  # preset, run name
 
 train_one synthetic_reference_baseline synthetic_baseline &
 train_one synthetic_reference_hybrid_branch synthetic_hybrid_branch &
+wait
+train_one synthetic_reference_hybrid_epoch synthetic_hybrid_epoch &
+train_one synthetic_reference_hybrid_layer synthetic_hybrid_layer &
 wait
 python -m hdetr.checkpoints.make_references "$RUNS"

@@ -27,6 +27,8 @@ MAX_BYTES = 10_000_000  # 10 MB per file: the wheel carries them
 REFERENCE_PRESETS = {
     "synthetic_baseline": "synthetic_reference_baseline",
     "synthetic_hybrid_branch": "synthetic_reference_hybrid_branch",
+    "synthetic_hybrid_epoch": "synthetic_reference_hybrid_epoch",
+    "synthetic_hybrid_layer": "synthetic_reference_hybrid_layer",
 }
 TRAIN_SCRIPT = "bash scripts/train_references.sh"
 # Eval-row fields that are bookkeeping, not results
