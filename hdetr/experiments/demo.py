@@ -134,10 +134,13 @@ def findings(records: dict[str, list[RunRecord]]) -> list[str]:
     if lb is not None and lh is not None:
         out.append(f"- One-to-one training loss at the end (last decoder layer, mean over seeds): baseline "
                    f"{lb:.3f}, H-DETR {lh:.3f}.")
+    from hdetr.experiments.regime_report import headline
+
+    study = headline()
     out.append(f"- The seed-to-seed spread (sd) of AP is up to {spread:.1f} points at this length: one seed cannot "
-               f"separate models. The paper's gain ({_paper_gain():+.1f} AP, R50, 12 epochs on COCO, Table 1) needs "
-               f"an ImageNet backbone and full schedules; `reports/science/cpu_regime.md` measures where hybrid "
-               f"matching helps at CPU scale.")
+               f"separate models. The paper's gain is {_paper_gain():+.1f} AP (R50, 12 epochs on COCO, Table 1). "
+               f"`reports/science/cpu_regime.md` tests whether and where hybrid matching helps at CPU scale"
+               + (f"; its outcome: {study}" if study else "") + ".")
     if short:
         out.append(f"- Runs that did not reach the budget (flagged, their numbers are in the table): "
                    f"{', '.join(short)}.")
