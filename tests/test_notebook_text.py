@@ -23,3 +23,26 @@ def test_ends_with_exercises_with_hidden_answers(path):
     assert last.cell_type == "markdown" and last.source.startswith("## Exercises")
     questions = last.source.count("\n1. ") + last.source.startswith("1. ")
     assert 2 <= questions <= 3 and last.source.count("<details>") == questions
+
+
+def test_notebook_04_states_numbers_from_the_report():
+    """Measured numbers in notebook 04's prose come from reports/analysis (what_to_notice); the only numbers
+    typed in its markdown are the paper's and the report's settings, as the report itself holds them."""
+    import re
+
+    from hdetr.analysis.report import read_report, what_to_notice
+
+    root = Path(__file__).resolve().parents[1]
+    report = read_report(root / "reports" / "analysis")
+    allowed = {f"{v:.1f}" for branch in report["paper"].values() for v in branch.values()}
+    allowed |= {str(v) for v in report["settings"].values()}
+    nb = nbformat.read(root / "notebooks" / "04_duplicates_and_nms.ipynb", 4)
+    typed = [m for c in nb.cells if c.cell_type == "markdown" and not c.source.startswith("## Exercises")
+             for m in re.findall(r"\d+\.\d+", c.source)]
+    assert set(typed) <= allowed, f"numbers typed in notebook 04's markdown that the report does not hold: " \
+                                  f"{sorted(set(typed) - allowed)}"
+    assert any("what_to_notice(read_report(REPORT_DIR))" in c.source for c in nb.cells if c.cell_type == "code")
+    text = what_to_notice(report)
+    hybrid = {(r["branch"], r["nms"]): r for r in report["hybrid_rows"]}
+    assert f"{100 * hybrid[('one2one', False)]['AP']:.1f}" in text
+    assert f"{100 * hybrid[('one2many', True)]['AP']:.1f}" in text
