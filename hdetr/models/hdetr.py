@@ -51,17 +51,19 @@ class HDeformableDETR(nn.Module):
 
     - ``pred_logits`` [B, n, C], ``pred_boxes`` [B, n, 4] (normalised cxcywh, relative to each
       image's unpadded size): the one-to-one queries of the last decoder layer;
-    - ``pred_logits_one2many`` [B, T, C], ``pred_boxes_one2many`` [B, T, 4]: the one-to-many
-      queries (T = 0 when there is no such group, and always in eval mode);
+    - ``pred_logits_one2many`` [B, T, C], ``pred_boxes_one2many`` [B, T, 4]: the extra queries,
+      the hybrid branch's T one-to-many ones or Group DETR's groups 1..G-1 as consecutive blocks
+      of n (T = (G-1) n); T = 0 when there are none, and always in eval mode;
     - ``aux_outputs`` / ``aux_outputs_one2many``: lists (one per decoder layer but the last) of
       dicts with the same two keys (only with ``aux_loss``);
     - ``enc_outputs``: ``pred_logits`` [B, S, C] / ``pred_boxes`` [B, S, 4] for the S encoder
       proposals (two-stage only).
 
     In train mode all ``n + T`` queries run (n = ``num_queries_one2one``, T =
-    ``num_queries_one2many``), each group attending only within itself; in eval mode only the
-    n one-to-one queries run (the top-n proposals in two-stage). In hybrid_epoch / hybrid_layer
-    all queries form one group and count as one-to-one.
+    ``num_queries_one2many``, or G groups of n in group_detr), each group attending only within
+    itself (unless ``mask_groups`` is off); in eval mode only the n one-to-one queries run (the
+    top-n proposals in two-stage). In hybrid_epoch / hybrid_layer all queries form one group and
+    count as one-to-one.
     """
 
     def __init__(self, config: ModelConfig):
@@ -69,7 +71,7 @@ class HDeformableDETR(nn.Module):
         check_architecture(config)
         self.config = config
         self.num_queries_one2one = config.num_queries_one2one
-        self.num_queries_one2many = config.num_queries_one2many
+        self.num_queries_one2many = config.num_queries - config.num_queries_one2one  # T, or (G-1) n
         hidden_dim = config.hidden_dim
         self.transformer = DeformableTransformer(config)
         num_heads = config.dec_layers + 1 if config.two_stage else config.dec_layers
@@ -85,9 +87,10 @@ class HDeformableDETR(nn.Module):
 
     # ----------------------------------------------------------------------------- forward
     def query_groups(self) -> list[int]:
-        """Sizes of the query groups that run now: [n, T] in training, [n] in eval."""
-        if self.training and self.num_queries_one2many > 0:
-            return [self.num_queries_one2one, self.num_queries_one2many]
+        """Sizes of the self-attention groups that run now: in training [n, T] (hybrid branch),
+        [n] * G (Group DETR), [n] otherwise, one group of all when ``mask_groups`` is off; [n] in eval."""
+        if self.training:
+            return self.config.attention_groups()
         return [self.num_queries_one2one]
 
     def forward(self, images, mask: torch.Tensor | None = None) -> dict:
