@@ -6,7 +6,7 @@ import pytest
 from hdetr.errors import UserError
 from hdetr.experiments.regime import regime_base
 from hdetr.experiments.report import ComparisonRow
-from hdetr.experiments.scales import ablation_study, scheme_rows, sweep_rows, table_study
+from hdetr.experiments.scales import ablation_study, scheme_rows, scheme_variants, sweep_rows, table_study
 from hdetr.experiments.study import Variant, variant_config
 from hdetr.matching.plan import one2many_epochs
 
@@ -81,6 +81,7 @@ def test_scheme_and_sweep_rows_take_each_tables_paper_numbers():
     spec = ablation_study("smoke", sweep_points=["k1"])
     rows = [ComparisonRow(v.label, [{"AP": 0.1}], paper=dict(v.paper)) for v in spec.variants]
     assert [r.label for r in scheme_rows(spec, rows)] == [v.label for v in spec.variants[:6]]
+    assert scheme_variants(spec) == list(spec.variants[:6])
     sweeps = sweep_rows(spec, rows)
     assert [r.label for r in sweeps] == [spec.variants[i].label for i in (0, 1, 6)]
     # the sweeps' baseline is 47.0 (not Table 6's 43.7); the smoke branch has K=2

@@ -389,3 +389,8 @@ def sweep_rows(spec: StudySpec, rows: Sequence[ComparisonRow]) -> list[Compariso
 def scheme_rows(spec: StudySpec, rows: Sequence[ComparisonRow]) -> list[ComparisonRow]:
     """The ablation rows of the schemes (Table 6's, Group DETR, the equal-queries control)."""
     return [row for variant, row in zip(spec.variants, rows) if variant.key in TABLE6_ROWS]
+
+
+def scheme_variants(spec: StudySpec) -> list[Variant]:
+    """The variants of ``spec`` that are scheme rows (not K / lambda sweep points)."""
+    return [variant for variant in spec.variants if variant.key in TABLE6_ROWS]
