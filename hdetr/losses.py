@@ -13,6 +13,7 @@ averaged over processes under DDP. Suffixes name where a term comes from:
 - none: the last decoder layer; ``_{i}``: decoder layer i < dec_layers - 1;
   ``_enc``: the two-stage encoder proposals (class-agnostic targets: label 0).
 - ``_one2many``: the group was matched against the K-times repeated targets.
+- ``_group{i}``: Group DETR's i-th extra query group (one-to-one).
 
 Logged, not weighted (as the official): ``class_error`` (100 - top-1 accuracy of
 the matched queries, last layer only) and ``cardinality_error`` (per layer).
@@ -31,6 +32,8 @@ Per scheme:
   which target set a layer was matched against, and a log never mixes the two
   kinds of terms under one name; the weights are the same either way, so the
   total loss does not depend on this choice.
+- group_detr: the plain keys for the first group (the one inference keeps),
+  ``..._group{i}`` for group i = 1..G-1 (every layer, weight 1, no encoder term).
 
 Speed: all groups of a step are matched in one call (see
 ``hdetr.matching.hungarian``), and the layers of a group share one stacked focal
@@ -49,7 +52,7 @@ from hdetr.boxes import box_iou, cxcywh_to_xyxy, paired_generalized_box_iou
 from hdetr.errors import UserError
 from hdetr.matching.costs import class_cost, giou_cost, l1_cost
 from hdetr.matching.hungarian import Assignment, HungarianMatcher, MatchProblem
-from hdetr.matching.plan import Group, plan
+from hdetr.matching.plan import Group, loss_suffix, plan, query_slice
 from hdetr.matching.records import AssignmentRecord
 from hdetr.matching.targets import PaddedTargets, pad_targets
 from hdetr.outputs import ENCODER_LAYER, ONE2MANY, ONE2ONE, ModelOutput
@@ -89,7 +92,9 @@ def official_weight_dict(config) -> dict[str, float]:
             weights.update({f"{k}_{i}": v for k, v in base.items()})
         if config.two_stage:
             weights.update({f"{k}_enc": v for k, v in base.items()})
-    return {key: value for k, v in weights.items() for key, value in ((k, v), (f"{k}_one2many", v))}
+    # every key once per supervision the plan can name (the official "" and "_one2many", Group DETR's groups)
+    suffixes = dict.fromkeys(["", "_one2many", *(loss_suffix(g.tag) for g in plan(config))])
+    return {f"{k}{suffix}": v for k, v in weights.items() for suffix in suffixes}
 
 
 @dataclass
@@ -184,7 +189,8 @@ class HybridCriterion(nn.Module):
             if first.layer == ENCODER_LAYER:
                 logits, boxes = outputs.enc_logits[None], outputs.enc_boxes[None]
             else:
-                logits, boxes = _layers(outputs.logits[first.queries], outputs.boxes[first.queries],
+                name, part = query_slice(first.queries, self.config.num_queries_one2one)
+                logits, boxes = _layers(outputs.logits[name][:, :, part], outputs.boxes[name][:, :, part],
                                         [i for _, i in found])
             if logits.shape[2] == 0:
                 continue  # no queries in this group (eval mode's empty one-to-many set)
@@ -198,7 +204,7 @@ class HybridCriterion(nn.Module):
         when the model did not produce them (no aux outputs, no encoder proposals)."""
         if group.layer == ENCODER_LAYER:
             return None if outputs.enc_logits is None else ENCODER_LAYER
-        stored = outputs.num_layers(group.queries)
+        stored = outputs.num_layers(query_slice(group.queries, self.config.num_queries_one2one)[0])
         dec_layers = self.config.dec_layers
         if stored not in (1, dec_layers):
             raise UserError(f"criterion: the outputs hold {stored} decoder layers of the {group.queries} queries, "
@@ -227,7 +233,7 @@ class HybridCriterion(nn.Module):
             per_layer["cardinality_error"] = (predicted - sizes).abs().float().mean(-1)
 
         weight = stack.first.weight
-        suffix = "_one2many" if stack.first.tag == ONE2MANY else ""
+        suffix = loss_suffix(stack.first.tag)
         losses = {}
         for index, group in enumerate(stack.groups):
             key_suffix = self._layer_suffix(group.layer) + suffix

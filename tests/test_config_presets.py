@@ -119,3 +119,18 @@ def test_cli_prints_presets_and_resolved_config(capsys):
                  "--set", "train.lr_drop=30", "--print-config"]) == 0
     out = capsys.readouterr().out
     assert "scheme: baseline" in out and "epochs: 36" in out and "lr_drop: 30" in out
+
+
+def test_group_detr_and_equal_queries_presets():
+    paper = get_preset("coco_r50_group_detr_12ep").model
+    assert (paper.backbone, paper.scheme, paper.num_groups, paper.num_queries_one2one, paper.num_queries) == (
+        "resnet50", "group_detr", 11, 300, 3300)
+    assert get_preset("coco_r50_group_detr_12ep").train.epochs == 12
+    demo, hybrid = get_preset("synthetic_demo_group_detr").model, get_preset("synthetic_demo_hybrid_branch").model
+    assert (demo.scheme, demo.num_queries_one2one, demo.num_groups) == ("group_detr", 30, 4)
+    assert demo.num_queries == hybrid.num_queries == 120  # G n = the demo hybrid's n + T
+    control, base = get_preset("synthetic_demo_baseline_equal_queries").model, get_preset("synthetic_demo_baseline").model
+    assert (control.scheme, control.num_queries_one2one, control.num_queries) == ("baseline", 120, 120)
+    assert control.topk == base.topk
+    with pytest.raises(ConfigError, match="num_groups=4 .* only exists in the group_detr scheme"):
+        apply_overrides(get_preset("synthetic_demo_baseline"), ["model.num_groups=4"])

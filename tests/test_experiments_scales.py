@@ -6,7 +6,7 @@ import pytest
 from hdetr.errors import UserError
 from hdetr.experiments.regime import regime_base
 from hdetr.experiments.report import ComparisonRow
-from hdetr.experiments.scales import ablation_study, scheme_rows, sweep_rows, table_study
+from hdetr.experiments.scales import ablation_study, scheme_rows, scheme_variants, sweep_rows, table_study
 from hdetr.experiments.study import Variant, variant_config
 from hdetr.matching.plan import one2many_epochs
 
@@ -55,14 +55,19 @@ def test_lvis_and_paper_scale():
 def test_ablation_variants_and_sweep_points():
     spec = ablation_study("smoke", sweep_points=["k1", "lambda0.5"])
     keys = [v.key for v in spec.variants]
-    assert keys == ["baseline", "hybrid_branch", "hybrid_epoch", "hybrid_layer", "k1", "lambda0.5"]
+    assert keys == ["baseline", "hybrid_branch", "hybrid_epoch", "hybrid_layer", "group_detr", "baseline_equal_queries",
+                    "k1", "lambda0.5"]
     configs = {v.key: variant_config(spec.base, v, 0).model for v in spec.variants}
     assert configs["hybrid_layer"].one2many_layers + configs["hybrid_layer"].one2one_layers == configs["hybrid_layer"].dec_layers
     assert configs["hybrid_epoch"].num_epochs == variant_config(spec.base, spec.variants[2], 0).train.epochs
     assert one2many_epochs(configs["hybrid_epoch"]) == 2  # 2 of the 3 epochs one-to-many, the last one-to-one
     assert (configs["k1"].k_one2many, configs["k1"].num_queries_one2many) == (1, 10)
     assert configs["lambda0.5"].lambda_one2many == 0.5
-    assert spec.variants[4].paper == {"AP": 46.4} and spec.variants[5].paper == {"AP": 48.4}
+    assert spec.variants[6].paper == {"AP": 46.4} and spec.variants[7].paper == {"AP": 48.4}
+    # Group DETR and the equal-queries control have the hybrid branch's n + T queries in all
+    branch = configs["hybrid_branch"]
+    assert configs["group_detr"].num_queries == configs["baseline_equal_queries"].num_queries == branch.num_queries
+    assert configs["group_detr"].scheme == "group_detr" and configs["baseline_equal_queries"].scheme == "baseline"
     assert spec.variants[2].paper["AP"].number == 45.5  # Table 6, hybrid epoch
     with pytest.raises(UserError, match="sweep point 'x3'"):
         ablation_study("smoke", sweep_points=["x3"])
@@ -75,9 +80,10 @@ def test_ablation_variants_and_sweep_points():
 def test_scheme_and_sweep_rows_take_each_tables_paper_numbers():
     spec = ablation_study("smoke", sweep_points=["k1"])
     rows = [ComparisonRow(v.label, [{"AP": 0.1}], paper=dict(v.paper)) for v in spec.variants]
-    assert [r.label for r in scheme_rows(spec, rows)] == [v.label for v in spec.variants[:4]]
+    assert [r.label for r in scheme_rows(spec, rows)] == [v.label for v in spec.variants[:6]]
+    assert scheme_variants(spec) == list(spec.variants[:6])
     sweeps = sweep_rows(spec, rows)
-    assert [r.label for r in sweeps] == [spec.variants[i].label for i in (0, 1, 4)]
+    assert [r.label for r in sweeps] == [spec.variants[i].label for i in (0, 1, 6)]
     # the sweeps' baseline is 47.0 (not Table 6's 43.7); the smoke branch has K=2
     assert [r.paper["AP"] for r in sweeps] == [47.0, 46.7, 46.4]
 
@@ -85,3 +91,26 @@ def test_scheme_and_sweep_rows_take_each_tables_paper_numbers():
 def test_variant_keys_name_folders():
     with pytest.raises(ValueError, match="names a folder"):
         Variant("a/b", "bad")
+
+
+def test_cpu_ablations_have_group_detr_and_the_equal_queries_control_with_three_seeds():
+    spec = ablation_study("cpu")
+    assert spec.seeds == (0, 1, 2)
+    variants = {v.key: v for v in spec.variants}
+    group = variant_config(spec.base, variants["group_detr"], 0).model
+    control = variant_config(spec.base, variants["baseline_equal_queries"], 0).model
+    branch = variant_config(spec.base, variants["hybrid_branch"], 0).model
+    assert (group.scheme, group.num_groups, group.num_queries_one2one) == ("group_detr", 4, 30)
+    assert (control.scheme, control.num_queries_one2one, control.topk) == ("baseline", 120, spec.base.model.topk)
+    assert group.num_queries == control.num_queries == branch.num_queries == 120
+    # the control is printed beside Table 6's dagger row (1800 queries); Group DETR has no Table 6 row
+    assert variants["baseline_equal_queries"].paper["AP"].number == 44.1 and variants["group_detr"].paper == {}
+
+
+def test_paper_ablations_print_the_1800_query_baseline_beside_table6s_dagger_row():
+    from hdetr.paper import paper_table
+
+    spec = ablation_study("paper", data_root="/data/coco")
+    row = next(v for v in spec.variants if v.key == "baseline_1800q")
+    assert row.paper["AP"] == paper_table("schemes_table6").find(variant="Deformable-DETR (1800 queries)")["AP_12ep"]
+    assert variant_config(spec.base, row, 42).model.num_queries_one2one == 1800

@@ -15,6 +15,7 @@ from hdetr.errors import UserError
 from hdetr.models import HDeformableDETR, build_model
 from hdetr.models.batching import batch_images
 from hdetr.outputs import ONE2MANY, ONE2ONE, QUERY_GROUPS, ModelOutput
+from hdetr.models.deformable_decoder import group_attention_mask
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SMALL = dict(backbone="resnet18", enc_layers=1, dec_layers=2, dim_feedforward=64, hidden_dim=64, nheads=4,
@@ -105,13 +106,12 @@ def test_group_attention_equals_official_masked_attention():
     layer = build_model(small()).transformer.decoder.layers[0]
     g = torch.Generator().manual_seed(1)
     tgt, pos = torch.randn(2, 18, 64, generator=g), torch.randn(2, 18, 64, generator=g)
-    grouped = layer.group_self_attention(tgt, pos, [6, 12])
-    blocked = torch.zeros(18, 18, dtype=torch.bool)
-    blocked[6:, :6] = True
-    blocked[:6, 6:] = True
     q = tgt + pos
-    masked = layer.self_attn(q, q, tgt, attn_mask=blocked, need_weights=False)[0]
-    torch.testing.assert_close(grouped, masked, atol=1e-5, rtol=1e-5)
+    for sizes in ([6, 12], [6, 6, 6], [18]):  # hybrid branch, Group DETR (G=3), one group
+        grouped = layer.group_self_attention(tgt, pos, sizes)
+        blocked = ~group_attention_mask(sizes)  # nn.MultiheadAttention: True = may not attend
+        masked = layer.self_attn(q, q, tgt, attn_mask=blocked, need_weights=False)[0]
+        torch.testing.assert_close(grouped, masked, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("changes", [

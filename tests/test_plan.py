@@ -1,6 +1,7 @@
 """The supervision plan of every scheme."""
-from hdetr.config.model import ModelConfig, baseline, hybrid_branch, hybrid_epoch, hybrid_layer
-from hdetr.matching.plan import ENCODER_LAYER, Group, decoder_positives, one2many_epochs, plan
+from hdetr.config.model import ModelConfig, baseline, group_detr, hybrid_branch, hybrid_epoch, hybrid_layer
+from hdetr.matching.plan import (ENCODER_LAYER, Group, decoder_positives, loss_suffix, one2many_epochs, plan,
+                                  query_slice)
 
 
 def _by_tag(groups, tag):
@@ -60,3 +61,19 @@ def test_decoder_positives_count_every_copy_on_every_supervised_decoder_layer():
     assert decoder_positives(epoch, 7, num_objects=3) == 6 * 10 * 3
     assert decoder_positives(epoch, 8, num_objects=3) == 6 * 3
     assert decoder_positives(hybrid_layer(k_one2many=10, one2many_layers=4), 0, num_objects=2) == 4 * 10 * 2 + 2 * 2
+
+
+def test_group_detr_matches_every_group_one_to_one_on_every_layer():
+    config = group_detr(num_groups=4, dec_layers=3, num_queries_one2one=30)
+    groups = plan(config, epoch=0)
+    assert _by_tag(groups, "one2one") == [Group(l, "one2one", 1, 1.0, "one2one") for l in (0, 1, 2, ENCODER_LAYER)]
+    for i in (1, 2, 3):
+        assert _by_tag(groups, f"group{i}") == [Group(l, f"group{i}", 1, 1.0, f"group{i}") for l in range(3)]
+    assert len(groups) == 4 * 3 + 1 and all(g.repeat_k == 1 and g.weight == 1.0 for g in groups)
+    assert plan(config, epoch=11) == groups
+    assert decoder_positives(config, 0, num_objects=5) == 4 * 3 * 5  # G groups x layers x objects
+    assert config.num_queries == 120 and config.query_group_sizes() == [30] * 4
+    # group i is block i of n queries: block i-1 of the extra outputs, under distinct loss keys
+    assert query_slice("group2", 30) == ("_one2many", slice(30, 60))
+    assert query_slice("one2one", 30) == ("", slice(None)) and query_slice("one2many", 30)[0] == "_one2many"
+    assert [loss_suffix(t) for t in ("one2one", "one2many", "group3")] == ["", "_one2many", "_group3"]

@@ -45,3 +45,16 @@ def test_plan_markdown_and_figure():
     assert np.allclose(image[0, 0], [0x1F / 255, 0x77 / 255, 0xB4 / 255])  # one-to-many blue
     assert len(ax.texts) == 9
     plt.close("all")
+
+
+def test_group_detr_plan_shows_its_groups():
+    config = ModelConfig(scheme="group_detr", num_queries_one2many=0, num_groups=4, **SMALL)
+    grid = plan_grid(config, epochs=[0, 1])
+    assert (grid["kind"][:3] == 3).all() and (grid["kind"][3] == 0).all()  # the encoder: one set, one-to-one
+    assert grid["text"][0][0] == "4 groups x 1:1" and grid["text"][3][0] == "1:1"
+    assert plan_markdown(config, epochs=[0]).splitlines()[2] == "| decoder 0 | 4 groups x 1:1 |"
+    ax = draw_plan(config, epochs=[0])
+    assert np.allclose(ax.images[0].get_array()[0, 0], [0xFF / 255, 0x7F / 255, 0x0E / 255])  # orange: groups
+    assert ax.texts[0].get_text() == "4 groups x 1:1"
+    assert "one-to-one in each of G query groups" in [t.get_text() for t in ax.get_legend().get_texts()]
+    plt.close("all")

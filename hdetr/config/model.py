@@ -19,7 +19,14 @@ hybrid_epoch    ``num_queries_one2one`` (one set of M)     all queries during th
 hybrid_layer    ``num_queries_one2one`` (one set of N)     the first ``one2many_layers``
                                                            decoder layers; the last
                                                            ``one2one_layers`` one-to-one
+group_detr      ``num_groups`` groups of                   none: every group is matched
+                ``num_queries_one2one``                    one-to-one (Group DETR)
 ==============  =========================================  ==============================
+
+Query groups are the sets whose queries attend only among themselves in the decoder's
+self-attention: [n, T] in the hybrid branch, G x [n] in Group DETR, one group otherwise.
+``mask_groups=False`` lifts that mask (every query attends to every other) while each
+set keeps its own supervision.
 """
 from __future__ import annotations
 
@@ -29,7 +36,7 @@ import math
 from hdetr.config.base import Config
 from hdetr.errors import ConfigError
 
-SCHEMES = ("baseline", "hybrid_branch", "hybrid_epoch", "hybrid_layer")
+SCHEMES = ("baseline", "hybrid_branch", "hybrid_epoch", "hybrid_layer", "group_detr")
 BACKBONES = (
     "resnet50",
     "resnet101",
@@ -78,6 +85,8 @@ class ModelConfig(Config):
     num_epochs: int = 12  # schedule length the epoch scheme's rho refers to
     one2many_layers: int = 4  # L1, hybrid_layer
     one2one_layers: int = 2  # L2, hybrid_layer
+    num_groups: int = 1  # G, group_detr: G groups of num_queries_one2one queries, each matched one-to-one
+    mask_groups: bool = True  # False: one self-attention group over all queries (schemes with several groups)
     # --- matcher costs and loss weights (official defaults) ---
     set_cost_class: float = 2.0
     set_cost_bbox: float = 5.0
@@ -90,10 +99,24 @@ class ModelConfig(Config):
     # --- inference ---
     topk: int = 100  # detections kept per image by post-processing
 
+    def query_group_sizes(self) -> list[int]:
+        """Sizes of the query sets of a training step, the one-to-one set first: [n, T] (hybrid branch),
+        [n] * G (Group DETR), [n] otherwise (the epoch and layer schemes' one set of M or N)."""
+        n = self.num_queries_one2one
+        if self.scheme == "group_detr":
+            return [n] * self.num_groups
+        return [n, self.num_queries_one2many] if self.num_queries_one2many > 0 else [n]
+
+    def attention_groups(self) -> list[int]:
+        """Self-attention groups of a training step: the query sets, or one group of all of them
+        when ``mask_groups`` is off."""
+        sizes = self.query_group_sizes()
+        return sizes if self.mask_groups else [sum(sizes)]
+
     @property
     def num_queries(self) -> int:
-        """Total decoder queries in training (one-to-one group first, then one-to-many)."""
-        return self.num_queries_one2one + self.num_queries_one2many
+        """Total decoder queries in training (one-to-one group first, then the others): n + T, or G * n."""
+        return sum(self.query_group_sizes())
 
     def encoder_positions(self, height: int, width: int) -> int:
         """Encoder tokens (all feature levels) for a padded input of ``height`` x ``width`` pixels:
@@ -144,7 +167,7 @@ class ModelConfig(Config):
             )
         if self.scheme == "hybrid_branch" and self.num_queries_one2many == 0:
             raise bad("scheme=hybrid_branch needs num_queries_one2many (T) > 0")
-        if self.scheme != "baseline" and self.k_one2many < 1:
+        if self.scheme not in ("baseline", "group_detr") and self.k_one2many < 1:
             raise bad(f"k_one2many={self.k_one2many} (K) must be >= 1 with one-to-many supervision")
         if self.lambda_one2many < 0:
             raise bad(f"lambda_one2many={self.lambda_one2many} must be >= 0")
@@ -163,6 +186,14 @@ class ModelConfig(Config):
                     f"one2many_layers + one2one_layers (L1 + L2 = {self.one2many_layers} + "
                     f"{self.one2one_layers}) must equal dec_layers={self.dec_layers}"
                 )
+        if self.scheme == "group_detr" and self.num_groups < 2:
+            raise bad(f"scheme=group_detr needs num_groups (G) >= 2, got num_groups={self.num_groups}")
+        if self.scheme != "group_detr" and self.num_groups != 1:
+            raise bad(f"num_groups={self.num_groups} (G) only exists in the group_detr scheme, not {self.scheme}; "
+                      f"set it to 1")
+        if not self.mask_groups and len(self.query_group_sizes()) == 1:
+            raise bad(f"mask_groups=False needs several query groups (hybrid_branch, group_detr), but "
+                      f"scheme={self.scheme} has one; set mask_groups=True")
         if self.focal_alpha < 0 or self.focal_alpha > 1:
             raise bad(f"focal_alpha={self.focal_alpha} must be in [0, 1]")
 
@@ -177,6 +208,12 @@ PAPER_SCHEMES: dict[str, dict] = {
     "hybrid_layer": {"scheme": "hybrid_layer", "num_queries_one2one": 1800, "num_queries_one2many": 0,
                      "k_one2many": 10, "one2many_layers": 4, "one2one_layers": 2},
 }
+
+# Group DETR (Chen et al., ICCV 2023, arXiv 2207.13085) at paper scale: G=11 groups of the baseline's n=300
+# queries. G=11 is the group count Group DETR is reported to use for its DETR variants; it was not confirmed
+# against the paper text here, so check the paper before quoting it. Not one of H-DETR's schemes (no Table 6
+# row, no paper grid): its one preset is coco_r50_group_detr_12ep (hdetr.config.presets).
+GROUP_DETR_SCHEME: dict = {"scheme": "group_detr", "num_queries_one2many": 0, "num_groups": 11}
 
 
 def baseline(**changes) -> ModelConfig:
@@ -197,3 +234,8 @@ def hybrid_epoch(**changes) -> ModelConfig:
 def hybrid_layer(**changes) -> ModelConfig:
     """One set of N=1800 queries, K=10 copies on the first L1=4 layers, one-to-one on the last L2=2."""
     return ModelConfig(**{**PAPER_SCHEMES["hybrid_layer"], **changes})
+
+
+def group_detr(**changes) -> ModelConfig:
+    """Group DETR: G=11 groups of n=300 queries, each matched one-to-one on every layer."""
+    return ModelConfig(**{**GROUP_DETR_SCHEME, **changes})

@@ -151,7 +151,7 @@ def scheme_costs(models: Mapping[str, ModelConfig], *, batch_size: int, image_si
             peaks[key], floors[key] = peak_rss_mb(models[key], batch_size, image_size)
         step = statistics.median(times[key])
         cfg = models[key]
-        train_queries = cfg.num_queries_one2one + (cfg.num_queries_one2many if cfg.scheme == "hybrid_branch" else 0)
+        train_queries = cfg.num_queries  # n + T, or G n (Group DETR)
         out.append(SchemeCost(key=key, train_seconds_per_iter=round(step, 4),
                               train_ratio_to_baseline=round(step / base, 3), inference_images_per_s=round(fps, 2),
                               peak_memory_mb=None if peaks[key] is None else round(peaks[key], 1),

@@ -56,7 +56,7 @@ def expected_run_cost(preset: str) -> dict:
 
     cfg = get_preset(preset)
     m = cfg.model
-    queries = m.num_queries_one2one + (m.num_queries_one2many if m.scheme == "hybrid_branch" else 0)
+    queries = m.num_queries  # n + T, or G n (Group DETR)
     minutes, memory, source = _minutes_and_memory(m.scheme, queries)
     scale = LVIS_TRAIN_IMAGES / COCO_TRAIN_IMAGES if cfg.data.kind == "lvis" else 1.0
     params, trainable = _parameters(preset)

@@ -43,7 +43,8 @@ EXPERIMENTS = {
     "coco": Experiment("coco", "coco_table.ipynb", "Table 1: baseline vs H-Deformable-DETR, COCO-format data"),
     "lvis": Experiment("lvis", "lvis_table.ipynb", "Table 2: baseline vs H-Deformable-DETR, LVIS-format data"),
     "ablations": Experiment("ablations", "ablations.ipynb",
-                            "Table 6 schemes (baseline/branch/epoch/layer) and K/lambda sweep points"),
+                            "Table 6 schemes (baseline/branch/epoch/layer), Group DETR, the equal-queries control "
+                            "and K/lambda sweep points"),
 }
 
 

@@ -194,9 +194,11 @@ def _preset_overrides(preset: str, base: str) -> tuple[str, ...]:
 
 
 def _scheme_overrides(scale: str) -> dict[str, tuple[str, ...]]:
-    """Each scheme with 4x (smoke: 3x) the baseline's queries in all, as Table 6 keeps 1800 = 6 x 300.
+    """Each scheme with 4x (smoke: 3x) the baseline's queries in all, as Table 6 keeps 1800 = 6 x 300; then
+    Group DETR (G groups of the baseline's n, G n queries in all) and the equal-queries control (the baseline
+    with as many one-to-one queries, Table 6's dagger row).
 
-    At cpu scale the epoch and layer settings are the ``synthetic_demo_hybrid_{epoch,layer}`` presets' (their
+    At cpu scale the epoch, layer, Group DETR and control settings are the ``synthetic_demo_*`` presets' (their
     one home), the branch the regime's.
     """
     branch = _branch_overrides(scale)
@@ -208,6 +210,8 @@ def _scheme_overrides(scale: str) -> dict[str, tuple[str, ...]]:
             "hybrid_epoch": ("model.scheme=hybrid_epoch", f"model.num_queries_one2one={n}", f"model.k_one2many={k}"),
             "hybrid_layer": ("model.scheme=hybrid_layer", f"model.num_queries_one2one={n}", f"model.k_one2many={k}",
                              f"model.one2many_layers={l1}", f"model.one2one_layers={l2}"),
+            "group_detr": ("model.scheme=group_detr", "model.num_groups=3"),  # 3 x the baseline's 10
+            "baseline_equal_queries": (f"model.num_queries_one2one={n}",),
         }
     # rho is a fraction of the epochs: 4 epochs of 400 images make the same 400 steps, the first 2 (< 2/3 x 4)
     # one-to-many, the last ones one-to-one
@@ -217,19 +221,32 @@ def _scheme_overrides(scale: str) -> dict[str, tuple[str, ...]]:
         "hybrid_branch": branch,
         "hybrid_epoch": (*_preset_overrides("synthetic_demo_hybrid_epoch", "synthetic_demo_baseline"), *epochs),
         "hybrid_layer": _preset_overrides("synthetic_demo_hybrid_layer", "synthetic_demo_baseline"),
+        "group_detr": _preset_overrides("synthetic_demo_group_detr", "synthetic_demo_baseline"),
+        "baseline_equal_queries": _preset_overrides("synthetic_demo_baseline_equal_queries", "synthetic_demo_baseline"),
     }
 
 
+# The Table 6 row (paper_tables.json, schemes_table6) each scheme row is printed beside; None: no such row.
 TABLE6_ROWS = {
     "baseline": "Deformable-DETR (300 queries)",
-    "baseline_1800q": "Deformable-DETR (1800 queries)",  # paper scale only
+    "baseline_1800q": "Deformable-DETR (1800 queries)",  # paper scale: the dagger row's own preset
     "hybrid_branch": "Hybrid branch",
     "hybrid_epoch": "Hybrid epoch (1800 queries)",
     "hybrid_layer": "Hybrid layer (1800 queries)",
+    "group_detr": None,  # not in H-DETR's Table 6
+    # smoke/cpu: the dagger row's control at this scale (the baseline with the hybrid branch's n + T queries)
+    "baseline_equal_queries": "Deformable-DETR (1800 queries)",
 }
 SCHEME_LABELS = {"baseline": "baseline (one-to-one)", "baseline_1800q": "baseline, 1800 queries",
                  "hybrid_branch": "hybrid branch",
-                 "hybrid_epoch": "hybrid epoch", "hybrid_layer": "hybrid layer"}
+                 "hybrid_epoch": "hybrid epoch", "hybrid_layer": "hybrid layer",
+                 "group_detr": "Group DETR", "baseline_equal_queries": "baseline, n + T queries (equal-queries control)"}
+
+
+def _table6_paper(key: str) -> dict:
+    """The paper's 12-epoch AP of a scheme row (Table 6), or {} when Table 6 has no such row."""
+    row = TABLE6_ROWS[key]
+    return {"AP": paper_table("schemes_table6").find(variant=row)["AP_12ep"]} if row else {}
 
 
 def _paper_ablation_study(seeds: Sequence[int] | None, sweep_points: Sequence[str] | None,
@@ -243,14 +260,12 @@ def _paper_ablation_study(seeds: Sequence[int] | None, sweep_points: Sequence[st
     seeds = tuple(seeds or DEFAULT_SEEDS["paper"]["ablations"])
     root = [f"data.root={data_root}"]
     base = apply_overrides(get_preset(TABLE6_PRESETS["baseline"]), root)
-    table6 = paper_table("schemes_table6")
 
     def overrides_of(preset: str) -> tuple[str, ...]:
         model, base_model = apply_overrides(get_preset(preset), root).model.to_dict(), base.model.to_dict()
         return tuple(f"model.{k}={v}" for k, v in model.items() if v != base_model[k] and v is not None)
 
-    variants = [Variant(key, SCHEME_LABELS[key], overrides_of(preset),
-                        {"AP": table6.find(variant=TABLE6_ROWS[key])["AP_12ep"]}, "Table 6, R50, 12 epochs")
+    variants = [Variant(key, SCHEME_LABELS[key], overrides_of(preset), _table6_paper(key), "Table 6, R50, 12 epochs")
                 for key, preset in TABLE6_PRESETS.items()]
     k_sweep, lambda_sweep = paper_sweep("K_with_T_300K"), paper_sweep("lambda_with_K6_T1500")
     for point in sweep_points or ():
@@ -281,7 +296,8 @@ def _paper_ablation_study(seeds: Sequence[int] | None, sweep_points: Sequence[st
 
 def ablation_study(scale: str, *, seeds: Sequence[int] | None = None, sweep_points: Sequence[str] | None = None,
                    data_root: str | None = None) -> StudySpec:
-    """Table 6 (the four schemes) plus sweep points of K (``"k<K>"``) and lambda (``"lambda<x>"``).
+    """Table 6 (the four schemes), Group DETR and the equal-queries control, plus sweep points of K
+    (``"k<K>"``) and lambda (``"lambda<x>"``).
 
     Sweep points vary the hybrid branch of this scale: ``k1`` sets K=1 and T=n (the
     paper's K sweep keeps T = 300 K); ``lambda0.5`` sets lambda. Default points: smoke
@@ -294,12 +310,11 @@ def ablation_study(scale: str, *, seeds: Sequence[int] | None = None, sweep_poin
         return _paper_ablation_study(seeds, sweep_points, data_root)
     seeds = tuple(seeds or DEFAULT_SEEDS[scale]["ablations"])
     sweep_points = list(["k1"] if sweep_points is None else sweep_points)
-    table6 = paper_table("schemes_table6")
     schemes = _scheme_overrides(scale)
     n = 10 if scale == "smoke" else 30
     variants = [
-        Variant(key, SCHEME_LABELS[key], overrides, {"AP": table6.find(variant=TABLE6_ROWS[key])["AP_12ep"]},
-                "Table 6, R50, 12 epochs")
+        Variant(key, SCHEME_LABELS[key], overrides, _table6_paper(key),
+                "Table 6, R50, 12 epochs" if TABLE6_ROWS[key] else "")
         for key, overrides in schemes.items()
     ]
     k_sweep, lambda_sweep = paper_sweep("K_with_T_300K"), paper_sweep("lambda_with_K6_T1500")
@@ -335,6 +350,10 @@ def ablation_study(scale: str, *, seeds: Sequence[int] | None = None, sweep_poin
         "hybrid epoch: one-to-many during the first 2/3 of the epochs. At cpu scale it trains 4 epochs of 400 "
         "images (the same 400 steps as the others, which see 1.6 epochs of 1000 images), so that the switch "
         "to one-to-one happens inside the run: it sees fewer distinct images than the other rows.",
+        "Group DETR (Chen et al., ICCV 2023): G groups of the baseline's n queries (G n = the hybrid branch's "
+        "n + T), each matched one-to-one, self-attention within each group, inference on the first; not a row "
+        "of H-DETR's Table 6, so no paper number. The equal-queries control is the baseline with n + T "
+        "one-to-one queries at training and evaluation, beside Table 6's dagger row (1800 queries).",
     )
     return StudySpec(name="ablations", title="Table 6 and sweeps: hybrid schemes and K / lambda", scale=scale,
                      base=base, variants=tuple(variants), seeds=seeds, metrics=("AP", "AP50", "AP75"),
@@ -368,5 +387,10 @@ def sweep_rows(spec: StudySpec, rows: Sequence[ComparisonRow]) -> list[Compariso
 
 
 def scheme_rows(spec: StudySpec, rows: Sequence[ComparisonRow]) -> list[ComparisonRow]:
-    """The ablation rows of Table 6 (the four schemes)."""
+    """The ablation rows of the schemes (Table 6's, Group DETR, the equal-queries control)."""
     return [row for variant, row in zip(spec.variants, rows) if variant.key in TABLE6_ROWS]
+
+
+def scheme_variants(spec: StudySpec) -> list[Variant]:
+    """The variants of ``spec`` that are scheme rows (not K / lambda sweep points)."""
+    return [variant for variant in spec.variants if variant.key in TABLE6_ROWS]

@@ -10,14 +10,21 @@ Notation of the paper (Sec. 3): one-to-one loss  L_one2one = sum_l L_H(P^l, G),
 one-to-many loss  L_one2many = sum_l L_H(P^l, G~) with G~ = {G_1, ..., G_K}
 (K copies of G).
 
-``queries`` names the model's query group (``hdetr.outputs``): ``ONE2ONE`` is the
-main set (for the epoch and layer schemes it holds all M or N queries),
-``ONE2MANY`` the hybrid branch's extra T queries. Layer ``ENCODER_LAYER`` is the
+Group DETR (Chen et al., 2023): L = sum_g sum_l L_H(P_g^l, G) over G query groups,
+each matched one-to-one.
+
+``queries`` names the query set a group is matched on: ``ONE2ONE`` is the main set of the
+model's output (``hdetr.outputs``; for the epoch and layer schemes it holds all M or N
+queries), ``ONE2MANY`` the extra queries (the hybrid branch's T), ``"group{i}"`` (i >= 1) the
+i-th block of n = ``num_queries_one2one`` queries counting the main set as block 0, i.e.
+queries [(i-1) n, i n) of the extra set (``query_slice``). Layer ``ENCODER_LAYER`` is the
 two-stage encoder's proposals, always matched one-to-one against class-agnostic
 targets (as the official code, which never applies one-to-many to them).
 
-``tag`` says which kind of supervision a group is ("one2one" or "one2many"); it
-becomes the ``_one2many`` loss-key suffix and the ``group`` of assignment records.
+``tag`` names the supervision a group gives: "one2one", "one2many" (K copies) or
+"group{i}" (one-to-one, Group DETR's i-th extra group). It becomes the loss-key
+suffix (none, ``_one2many``, ``_group{i}``: ``loss_suffix``) and the ``group`` of
+assignment records, so the extra groups' terms never share a name with the main set's.
 """
 from __future__ import annotations
 
@@ -32,10 +39,10 @@ class Group:
     """One matching problem of a training step.
 
     layer: decoder layer index 0..dec_layers-1, or ENCODER_LAYER for the encoder proposals.
-    queries: query group, ONE2ONE (main) or ONE2MANY (hybrid branch's extra queries).
+    queries: query set, ONE2ONE (main), ONE2MANY (the extra queries) or "group{i}" (block i of n).
     repeat_k: copies of the ground truth matched (1 = one-to-one).
     weight: multiplies every loss term of the group (lambda for the hybrid branch).
-    tag: ONE2ONE | ONE2MANY, the kind of supervision (loss-key suffix, record group).
+    tag: ONE2ONE | ONE2MANY | "group{i}", the supervision (loss-key suffix, record group).
     """
 
     layer: int
@@ -51,6 +58,27 @@ def _one2one(layer: int, queries: str = ONE2ONE) -> Group:
 
 def _one2many(layer: int, k: int, weight: float, queries: str = ONE2ONE) -> Group:
     return Group(layer, queries, k, weight, ONE2MANY)
+
+
+def loss_suffix(tag: str) -> str:
+    """Loss-key suffix of a group's terms: none for ONE2ONE, ``_{tag}`` otherwise (the official
+    ``_one2many``; ``_group{i}`` for Group DETR's extra groups)."""
+    return "" if tag == ONE2ONE else f"_{tag}"
+
+
+def query_slice(queries: str, block: int) -> tuple[str, slice]:
+    """Where the query set ``queries`` lives in the model's output (``hdetr.outputs``): (query group,
+    slice of its queries).
+
+    block: queries per group (n = ``num_queries_one2one``); "group{i}" is block i of the
+    concatenation [main set, extra set], so block i-1 of the ONE2MANY set.
+    """
+    if queries in (ONE2ONE, ONE2MANY):
+        return queries, slice(None)
+    if queries.startswith("group") and queries[5:].isdigit() and int(queries[5:]) >= 1:
+        i = int(queries[5:])
+        return ONE2MANY, slice((i - 1) * block, i * block)
+    raise ValueError(f"query set {queries!r}: expected one2one, one2many or group<i> with i >= 1")
 
 
 def one2many_epochs(config) -> int:
@@ -92,6 +120,12 @@ def plan(config, epoch: int = 0) -> list[Group]:
         return [
             _one2many(l, k, 1.0) if l < config.one2many_layers else _one2one(l) for l in layers
         ] + encoder
+
+    if config.scheme == "group_detr":
+        # L = sum_g L_H(P_g, G): G groups of n queries, each one-to-one on every layer, weight 1. The
+        # encoder proposals are one set shared by all groups: matched once, as in every scheme.
+        extra = [Group(l, f"group{i}", 1, 1.0, f"group{i}") for i in range(1, config.num_groups) for l in layers]
+        return [_one2one(l) for l in layers] + encoder + extra
 
     raise ValueError(f"plan: unknown scheme {config.scheme!r}")
 

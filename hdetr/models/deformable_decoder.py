@@ -1,9 +1,10 @@
 """The deformable decoder with query groups and iterative box refinement.
 
-Query groups (one-to-one, one-to-many) share every weight but must not see each other
-in self-attention. The official code masks an (n+T) x (n+T) attention; here each
-group's queries attend among themselves in a separate call, which gives the same
-numbers without computing the n*T blocked scores.
+Query groups (one-to-one, one-to-many, Group DETR's groups) share every weight but must
+not see each other in self-attention. The official code masks an (n+T) x (n+T)
+attention with the block-diagonal ``group_attention_mask``; here each group's queries
+attend among themselves in a separate call, which gives the same numbers (tested
+against the mask) without computing the blocked scores.
 """
 from __future__ import annotations
 
@@ -16,6 +17,19 @@ from torch import nn
 
 from hdetr.boxes import inverse_sigmoid
 from hdetr.ops.attention_module import MSDeformAttn
+
+
+def group_attention_mask(group_sizes: Sequence[int], mask_groups: bool = True,
+                         device: torch.device | None = None) -> torch.Tensor:
+    """The decoder's self-attention mask: bool [Q, Q], Q = sum(group_sizes), True = query i may
+    attend to key j. Block-diagonal (each group sees only itself) with ``mask_groups``; all True
+    without (one group). ``nn.MultiheadAttention`` takes its negation (True = blocked)."""
+    q = sum(group_sizes)
+    if not mask_groups:
+        return torch.ones(q, q, dtype=torch.bool, device=device)
+    ids = torch.repeat_interleave(torch.arange(len(group_sizes), device=device),
+                                  torch.as_tensor(list(group_sizes), device=device))
+    return ids[:, None] == ids[None, :]
 
 
 class DeformableTransformerDecoderLayer(nn.Module):
@@ -38,7 +52,8 @@ class DeformableTransformerDecoderLayer(nn.Module):
 
     def group_self_attention(self, tgt: torch.Tensor, query_pos: torch.Tensor,
                              group_sizes: Sequence[int]) -> torch.Tensor:
-        """tgt, query_pos [B, Q, C], sum(group_sizes) == Q -> [B, Q, C]; no attention across groups."""
+        """tgt, query_pos [B, Q, C], sum(group_sizes) == Q -> [B, Q, C]; no attention across groups:
+        the same as attention masked with ``group_attention_mask(group_sizes)``, one call per block."""
         outputs = []
         for content, pos in zip(tgt.split(list(group_sizes), 1), query_pos.split(list(group_sizes), 1)):
             q = content + pos

@@ -59,11 +59,13 @@ class HDeformableDETR(nn.Module):
     ``groups`` chooses the query groups that run: by default ``(ONE2ONE, ONE2MANY)`` in train
     mode (when the model has one-to-many queries) and ``(ONE2ONE,)`` in eval mode; pass
     ``groups=QUERY_GROUPS`` to run the one-to-many queries of an eval-mode model too.
+    Group DETR's groups 1..G-1 are the ONE2MANY set, as consecutive blocks of n queries.
 
     In train mode all ``n + T`` queries run (n = ``num_queries_one2one``, T =
-    ``num_queries_one2many``), each group attending only within itself; in eval mode only the
-    n one-to-one queries run (the top-n proposals in two-stage). In hybrid_epoch / hybrid_layer
-    all queries form one group and count as one-to-one.
+    ``num_queries_one2many``, or G groups of n in group_detr), each group attending only within
+    itself (unless ``mask_groups`` is off); in eval mode only the n one-to-one queries run (the
+    top-n proposals in two-stage). In hybrid_epoch / hybrid_layer all queries form one group and
+    count as one-to-one.
     """
 
     def __init__(self, config: ModelConfig):
@@ -71,7 +73,7 @@ class HDeformableDETR(nn.Module):
         check_architecture(config)
         self.config = config
         self.num_queries_one2one = config.num_queries_one2one
-        self.num_queries_one2many = config.num_queries_one2many
+        self.num_queries_one2many = config.num_queries - config.num_queries_one2one  # T, or (G-1) n
         hidden_dim = config.hidden_dim
         self.transformer = DeformableTransformer(config)
         num_heads = config.dec_layers + 1 if config.two_stage else config.dec_layers
@@ -87,8 +89,10 @@ class HDeformableDETR(nn.Module):
 
     # ----------------------------------------------------------------------------- forward
     def query_groups(self, groups: Sequence[str] | None = None) -> list[int]:
-        """Sizes of the query groups that run: those named in ``groups`` (ONE2ONE first), by
-        default [n, T] in training and [n] in eval."""
+        """Sizes of the self-attention groups that run. ``groups`` names the query sets: by default
+        (ONE2ONE, ONE2MANY) in training when the model has extra queries, (ONE2ONE,) in eval. With the
+        extra set the groups are the scheme's ([n, T] hybrid branch, [n] * G Group DETR; one group of
+        all when ``mask_groups`` is off), with ONE2ONE alone [n]."""
         if groups is None:
             groups = QUERY_GROUPS if self.training and self.num_queries_one2many > 0 else (ONE2ONE,)
         groups = tuple(groups)
@@ -96,9 +100,8 @@ class HDeformableDETR(nn.Module):
             raise UserError(f"HDeformableDETR: groups={groups!r}: choose ({ONE2ONE!r},) or {QUERY_GROUPS!r}")
         if ONE2MANY in groups and self.num_queries_one2many <= 0:
             raise UserError(f"HDeformableDETR has no one-to-many queries (scheme {self.config.scheme}); only "
-                            f"hybrid_branch models have a separate one-to-many group")
-        sizes = {ONE2ONE: self.num_queries_one2one, ONE2MANY: self.num_queries_one2many}
-        return [sizes[group] for group in groups]
+                            f"hybrid_branch and group_detr models have extra query groups")
+        return self.config.attention_groups() if ONE2MANY in groups else [self.num_queries_one2one]
 
     def forward(self, images, mask: torch.Tensor | None = None, *, groups: Sequence[str] | None = None
                 ) -> ModelOutput:

@@ -3,8 +3,9 @@
 ``hdetr.matching.plan(config, epoch)`` lists the matching problems of one training
 step; these helpers lay them out so the four schemes can be compared at a glance:
 one-to-one only (the baseline everywhere, the hybrid layer's last L2 layers, the
-hybrid epoch's last epochs), one-to-many (K copies) only, or both (the hybrid
-branch: two query sets, every layer, every epoch).
+hybrid epoch's last epochs), one-to-many (K copies) only, both (the hybrid
+branch: two query sets, every layer, every epoch), or G one-to-one query groups
+(Group DETR: one ground-truth object matched once in each group).
 """
 from __future__ import annotations
 
@@ -15,16 +16,25 @@ import numpy as np
 
 from hdetr.matching.plan import ENCODER_LAYER, plan
 
-KIND_ONE2ONE, KIND_ONE2MANY, KIND_BOTH = 0, 1, 2
-KIND_COLORS = ("#d62728", "#1f77b4", "#9467bd")
+KIND_ONE2ONE, KIND_ONE2MANY, KIND_BOTH, KIND_GROUPS = 0, 1, 2, 3
+KIND_COLORS = ("#d62728", "#1f77b4", "#9467bd", "#ff7f0e")
+
+
+def _is_group(g) -> bool:
+    """A Group DETR extra query group (tag "group{i}"): one-to-one on its own block of queries."""
+    return g.tag.startswith("group")
 
 
 def describe_groups(groups) -> str:
-    """Short text for the groups of one layer: ``"1:1"``, ``"1:K=6"``, ``"1:1 + 1:K=6 x0.5 (T)"``."""
+    """Short text for the groups of one layer: ``"1:1"``, ``"1:K=6"``, ``"1:1 + 1:K=6 x0.5 (T)"``,
+    ``"4 groups x 1:1"`` (Group DETR: the main set and 3 extra groups)."""
     parts = []
+    extra = sum(_is_group(g) for g in groups)
     for g in groups:
+        if _is_group(g):
+            continue
         if g.repeat_k == 1 and g.tag == "one2one":
-            parts.append("1:1")
+            parts.append(f"{extra + 1} groups x 1:1" if extra else "1:1")
         else:
             text = f"1:K={g.repeat_k}"
             if g.weight != 1.0:
@@ -40,7 +50,8 @@ def plan_grid(config, epochs: Sequence[int] | None = None) -> dict:
 
     Returns a dict with ``layers`` (decoder layers, then -1 for the encoder proposals
     when two-stage), ``epochs`` (0-based; default every epoch of ``config.num_epochs``),
-    ``kind`` [L, E] int array (0 one-to-one, 1 one-to-many, 2 both, -1 unsupervised) and
+    ``kind`` [L, E] int array (0 one-to-one, 1 one-to-many, 2 both, 3 several one-to-one query
+    groups, -1 unsupervised) and
     ``text`` [L][E] descriptions (see ``describe_groups``).
     """
     epochs = list(range(config.num_epochs)) if epochs is None else list(epochs)
@@ -53,8 +64,13 @@ def plan_grid(config, epochs: Sequence[int] | None = None) -> dict:
             at_layer = [g for g in groups if g.layer == layer]
             if not at_layer:
                 continue
-            tags = {g.tag for g in at_layer}
-            kind[i, j] = KIND_BOTH if len(tags) == 2 else (KIND_ONE2MANY if tags == {"one2many"} else KIND_ONE2ONE)
+            many = {g.tag == "one2many" for g in at_layer}
+            if many == {True, False}:
+                kind[i, j] = KIND_BOTH
+            elif many == {True}:
+                kind[i, j] = KIND_ONE2MANY
+            else:
+                kind[i, j] = KIND_GROUPS if any(_is_group(g) for g in at_layer) else KIND_ONE2ONE
             text[i][j] = describe_groups(at_layer)
     return {"layers": layers, "epochs": epochs, "kind": kind, "text": text}
 
@@ -71,8 +87,8 @@ def plan_markdown(config, epochs: Sequence[int] | None = None) -> str:
 
 
 def draw_plan(config, epochs: Sequence[int] | None = None, ax=None, title: str | None = None):
-    """Colour grid of ``plan_grid``: red one-to-one, blue one-to-many, purple both, white none (a legend
-    beside the grid says so).
+    """Colour grid of ``plan_grid``: red one-to-one, blue one-to-many, purple both, orange G one-to-one
+    query groups, white none (a legend beside the grid says so).
 
     Returns the Axes; each supervised cell carries its ``describe_groups`` text.
     """
@@ -87,7 +103,8 @@ def draw_plan(config, epochs: Sequence[int] | None = None, ax=None, title: str |
     for i, row in enumerate(grid["text"]):
         for j, cell in enumerate(row):
             if cell != "-":
-                label = {KIND_ONE2ONE: "1:1", KIND_ONE2MANY: "1:K", KIND_BOTH: "both"}[grid["kind"][i, j]] \
+                label = {KIND_ONE2ONE: "1:1", KIND_ONE2MANY: "1:K", KIND_BOTH: "both",
+                         KIND_GROUPS: "Gx1:1"}[grid["kind"][i, j]] \
                     if short else cell
                 ax.text(j, i, label, ha="center", va="center", fontsize=7, color="white", fontweight="bold")
     ax.set_xticks(range(len(grid["epochs"])), [str(e + 1) for e in grid["epochs"]], fontsize=7)
@@ -100,6 +117,7 @@ def draw_plan(config, epochs: Sequence[int] | None = None, ax=None, title: str |
     legend = [Patch(facecolor=KIND_COLORS[KIND_ONE2ONE], label="one-to-one only"),
               Patch(facecolor=KIND_COLORS[KIND_ONE2MANY], label="one-to-many only"),
               Patch(facecolor=KIND_COLORS[KIND_BOTH], label="both (two query sets)"),
+              Patch(facecolor=KIND_COLORS[KIND_GROUPS], label="one-to-one in each of G query groups"),
               Patch(facecolor="white", edgecolor="grey", label="not supervised")]
     ax.legend(handles=legend, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return ax
