@@ -109,6 +109,7 @@ class MatchingWalkthrough:
         self._previous = widgets.Button(description="◀ previous query")
         self._next = widgets.Button(description="next query ▶")
         self._query_label = widgets.HTML()
+        self._query_label.add_class("hdetr-query")
         self._positives = widgets.HTML()
         self._positives.add_class("hdetr-positives")
         self._details = widgets.HTML()
