@@ -164,7 +164,7 @@ def draw_models_side_by_side(image: torch.Tensor, targets: dict, runs: dict, *, 
         draw_assignments(image, targets, records, outputs, image_index=image_index, layer=layer, groups=groups,
                          class_names=class_names, legend=False, fontsize=12, ax=ax)
         ax.set_title(f"{title}: {ax.get_title()}", fontsize=13)
-    fig.tight_layout(rect=(0, 0.6 / (panel_size + 0.6), 1, 1))
+    fig.tight_layout(rect=(0, 0.6 / (panel_size + 0.6), 1, 0.97))
     shared_legend(fig, flat)
     return fig
 

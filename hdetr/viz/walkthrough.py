@@ -105,7 +105,9 @@ class MatchingWalkthrough:
             description="matching")
         self._k = widgets.IntSlider(value=max(1, min(start_k, max_k)), min=1, max=max_k, description="K",
                                     continuous_update=False)
-        self._unmatched = widgets.Checkbox(value=False, description="draw unmatched queries with their scores")
+        self._unmatched = widgets.Checkbox(value=False, description="draw unmatched queries with their scores",
+                                           style={"description_width": "initial"},
+                                           layout=widgets.Layout(width="auto"))
         self._previous = widgets.Button(description="◀ previous query")
         self._next = widgets.Button(description="next query ▶")
         self._query_label = widgets.HTML()
@@ -380,14 +382,15 @@ class MatchingWalkthrough:
             fig.add_vrect(x0=self._query - 0.5, x1=self._query + 0.5, line=dict(color=SELECTED, width=3),
                           row=i, col=1)
         fig.update_layout(
-            height=260 + 70 * max(terms.num_objects, 2) * 2, width=1100, font=FONT, margin=dict(l=10, r=10, t=60, b=40),
+            height=300 + 70 * max(terms.num_objects, 2) * 2, width=980, font=FONT, margin=dict(l=10, r=10, t=50, b=90),
             title=dict(text=f"every query × every object ({self._model.value}, {view.group}, K = {match.k}); "
                             f"yellow: query {self._query}", font=dict(size=16)),
             coloraxis=dict(colorscale="RdBu_r", cmin=-span, cmax=span, cmid=0,
-                           colorbar=dict(title="weighted cost", len=0.9)),
-            legend=dict(orientation="h", x=0, y=1.0, yanchor="bottom", xanchor="left", font=dict(size=13),
-                        bgcolor="rgba(255,255,255,0.8)"))
+                           colorbar=dict(title=dict(text="cost", side="top"), len=0.9)),
+            # below the query axis, where it covers neither a panel nor a panel title
+            legend=dict(orientation="h", x=0, y=-0.08, yanchor="top", xanchor="left", font=dict(size=13)))
         fig.update_xaxes(title_text="query id", row=len(panels), col=1)
+        fig.update_yaxes(autorange="reversed")  # object 0 on top, as in the table
         fig.update_annotations(font_size=14)
         return fig
 
