@@ -102,7 +102,7 @@ class MatchingWalkthrough:
                                        description="layer")
         self._matching = widgets.ToggleButtons(
             options=[("one-to-one: against G", ONE2ONE), ("one-to-many: against K×G", ONE2MANY)], value=ONE2ONE,
-            description="matching")
+            description="matching", style={"button_width": "auto"})
         self._k = widgets.IntSlider(value=max(1, min(start_k, max_k)), min=1, max=max_k, description="K",
                                     continuous_update=False)
         self._unmatched = widgets.Checkbox(value=False, description="draw unmatched queries with their scores",
