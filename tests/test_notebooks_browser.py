@@ -1,8 +1,9 @@
 """The teaching notebooks in a real browser: JupyterLab on 127.0.0.1, Chromium driven by Selenium.
 
 For each notebook: open it, Run All, wait for every cell, check that no cell shows an
-error, save a screenshot under ``reports/screenshots/``. In notebook 01 the explorer's
-controls are moved, the plotly figure must change, and one hover label is read.
+error, save a screenshot under ``reports/screenshots/``. In notebook 01 the matching
+walk-through is driven: the K slider must change the positives count, next/previous the
+selected query, the model switch the plotly figure; one hover label is read.
 Skipped, with the reason, where Chromium, chromedriver or Selenium are missing; in CI
 (``CI=true``, where ``.ci/run`` installs them) that is a failure.
 """
@@ -154,24 +155,54 @@ def test_notebook_runs_in_the_browser_without_errors(lab, name):
         _explore(driver)
 
 
+def _text(driver, css: str) -> str:
+    return driver.execute_script(
+        "const e = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) ' + arguments[0]);"
+        "return e ? e.textContent.trim() : null;", css)
+
+
 def _explore(driver) -> None:
-    """Move the explorer's controls (group, image) and check that the plotly figure changes; read a hover."""
+    """Drive the matching walk-through: K slider (positives count), next/previous (selected query), model switch
+    (plotly data); screenshot it and its cost matrix; read a hover label."""
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select, WebDriverWait
+    from selenium.webdriver.support.ui import WebDriverWait
 
+    panel = ".jp-NotebookPanel:not(.lm-mod-hidden)"
     before = _plotly_state(driver)
-    assert before, "01: the explorer's plotly figure is not in the page"
-    selects = driver.find_elements(By.CSS_SELECTOR, ".jp-NotebookPanel:not(.lm-mod-hidden) .widget-dropdown select")
-    group = next(s for s in selects if "one2one" in s.text)
-    Select(group).select_by_visible_text("one2one")
-    WebDriverWait(driver, 60).until(lambda d: _plotly_state(d) not in (None, before))
-    after_group = _plotly_state(driver)
-    slider = driver.find_element(By.CSS_SELECTOR, ".jp-NotebookPanel:not(.lm-mod-hidden) .widget-slider .noUi-handle")
+    assert before, "01: the walk-through's plotly figure is not in the page"
+    # the code cell left it on the one-to-many matching, so the K slider is live
+    positives = _text(driver, ".hdetr-positives-count")
+    assert positives and positives.isdigit(), "01: no positives count shown"
+    slider = driver.find_element(By.CSS_SELECTOR, f"{panel} .widget-slider .noUi-handle")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", slider)
     slider.click()
-    slider.send_keys("\ue014")  # arrow right: the next image
-    WebDriverWait(driver, 60).until(lambda d: _plotly_state(d) not in (None, after_group))
-    plot = driver.find_element(By.CSS_SELECTOR, ".jp-NotebookPanel:not(.lm-mod-hidden) .js-plotly-plot")
+    slider.send_keys("\ue012")  # arrow left: K - 1
+    WebDriverWait(driver, 60).until(lambda d: _text(d, ".hdetr-positives-count") not in (None, positives))
+    assert int(_text(driver, ".hdetr-positives-count")) < int(positives), "01: fewer copies, fewer positives"
+    query = _text(driver, ".hdetr-query")
+    for label in ("next query ▶", "◀ previous query"):
+        driver.find_element(By.XPATH, f"//button[.//text()='{label}' or text()='{label}']").click()
+        WebDriverWait(driver, 60).until(lambda d: _text(d, ".hdetr-query") not in (None, query))
+        query = _text(driver, ".hdetr-query")
+    after_query = _plotly_state(driver)
+    model = driver.find_element(By.XPATH, "//div[contains(@class,'widget-toggle-buttons')]//button[text()='baseline']")
+    model.click()
+    WebDriverWait(driver, 60).until(lambda d: _plotly_state(d) not in (None, after_query))
+    model = driver.find_element(By.XPATH, "//div[contains(@class,'widget-toggle-buttons')]//button[text()='hybrid']")
+    model.click()
+    time.sleep(2)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    positives_el = driver.find_element(By.CSS_SELECTOR, f"{panel} .hdetr-positives")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'start'});", positives_el)
+    driver.execute_script("document.querySelector('.jp-WindowedPanel-outer, .jp-Notebook').scrollBy(0, -160);")
+    time.sleep(1)
+    driver.save_screenshot(str(SCREENSHOTS / "01_walkthrough.png"))
+    plots = driver.find_elements(By.CSS_SELECTOR, f"{panel} .js-plotly-plot")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'start'});", plots[1])
+    time.sleep(1)
+    driver.save_screenshot(str(SCREENSHOTS / "01_walkthrough_costs.png"))
+    plot = plots[0]
     driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", plot)
     time.sleep(1)
     drag = plot.find_element(By.CSS_SELECTOR, ".nsewdrag")
@@ -186,6 +217,5 @@ def _explore(driver) -> None:
         hover = " ".join(e.text for e in plot.find_elements(By.CSS_SELECTOR, ".hoverlayer .hovertext"))
         if hover.strip():
             break
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    driver.save_screenshot(str(SCREENSHOTS / "01_explorer_hover.png"))
+    driver.save_screenshot(str(SCREENSHOTS / "01_walkthrough_hover.png"))
     assert hover.strip(), "01: hovering the figure's traces showed no label"

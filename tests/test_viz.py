@@ -11,7 +11,7 @@ import torch
 from hdetr.errors import UserError
 from hdetr.matching.records import AssignmentRecord
 from hdetr.viz import (AssignmentExplorer, assignment_figure, boxes_to_pixels, draw_assignments,
-                       draw_assignments_by_layer, draw_cost_heatmap, draw_detections, matched_boxes,
+                       draw_assignments_by_layer, draw_cost_heatmap, draw_detections, draw_models_side_by_side, matched_boxes,
                        predicted_boxes, query_rows, select_records, to_display)
 
 NUM_LAYERS, N_ONE2ONE, T_ONE2MANY, K = 3, 4, 6, 2
@@ -125,6 +125,13 @@ def test_draw_by_layer_and_cost_heatmap(scene):
     panels = [ax for ax in fig.axes if ax.get_visible()]
     assert len(panels) == NUM_LAYERS + 1  # encoder proposals + 3 decoder layers
     assert [len(ax.patches) for ax in panels] == [4, 8, 8, 8]
+    # one legend for the figure, none per panel, each label once
+    assert len(fig.legends) == 1 and all(ax.get_legend() is None for ax in panels)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["ground truth", "one2one", "one2many"]
+    # the view is padded beyond the image so boxes on its edge are not cut
+    assert panels[0].get_xlim()[0] < 0 and panels[0].get_ylim()[0] > 40
+    side = draw_models_side_by_side(images[0], targets[0], {"a": (records, outputs), "b": (records, outputs)})
+    assert len(side.legends) == 1 and side.axes[0].get_title().startswith("a: ")
     ax = draw_cost_heatmap(records, image_index=0, layer=1, group="one2many")
     assert len(ax.texts) == 4 * 4
     assert ax.texts[0].get_text() == "1.10"  # query 1 sorts first; it was 2nd in the record: 0.1 * 1 + layer 1

@@ -42,7 +42,8 @@ def _add_box(ax, xyxy, color: str, linestyle: str = "-", linewidth: float = 1.5,
 
 def draw_assignments(image: torch.Tensor, targets: dict, records: Sequence[Any], outputs: dict, *,
                      image_index: int = 0, layer: int | None = None, groups: Sequence[str] = GROUPS,
-                     class_names: Sequence[str] | None = None, connect: bool = True, ax=None):
+                     class_names: Sequence[str] | None = None, connect: bool = True, legend: bool = True,
+                     title: str | None = None, fontsize: float = 9, ax=None):
     """Draw one image with its ground truth and the predictions matched to it at one layer.
 
     Args:
@@ -53,8 +54,11 @@ def draw_assignments(image: torch.Tensor, targets: dict, records: Sequence[Any],
         layer: decoder layer (default: the last one recorded); ``ENCODER_LAYER`` = encoder proposals.
         groups: which groups to draw; one-to-one dotted red, one-to-many (K copies) dashed blue.
         connect: draw a thin line from each matched prediction's centre to its target's.
+        legend: draw a legend beside the panel (off when a figure shares one legend between panels).
+        title: the panel title (default: image and layer); fontsize: of the title and labels.
 
-    Ground-truth boxes are solid green and labelled with their index (and class name).
+    The view is padded to hold every drawn box, so objects and predictions that cross the
+    image edge are not cut. Ground-truth boxes are solid green and labelled with their index (and class name).
     Returns the matplotlib Axes; its patches are GT boxes first, then the matched boxes
     group by group (patch gid ``"gt:<i>"`` or ``"<group>:q<query>"``).
     """
@@ -70,7 +74,7 @@ def draw_assignments(image: torch.Tensor, targets: dict, records: Sequence[Any],
         _add_box(ax, box, COLORS["gt"], LINESTYLES["gt"], linewidth=2.5, label="ground truth" if i == 0 else None,
                  gid=f"gt:{i}")
         name = class_names[labels[i]] if class_names else str(labels[i])
-        ax.text(box[0], box[1], f"{i}:{name}", color="white", fontsize=7, va="bottom",
+        ax.text(box[0], box[1], f"{i}:{name}", color="white", fontsize=fontsize - 1, va="bottom",
                 bbox=dict(facecolor=COLORS["gt"], alpha=0.8, pad=1, linewidth=0))
     for group in groups:
         group_records = select_records(image_records, layer=layer, group=group)
@@ -85,23 +89,48 @@ def draw_assignments(image: torch.Tensor, targets: dict, records: Sequence[Any],
                     ax.plot([(box[0] + box[2]) / 2, (target_box[0] + target_box[2]) / 2],
                             [(box[1] + box[3]) / 2, (target_box[1] + target_box[3]) / 2],
                             color=COLORS[group], linewidth=0.7, alpha=0.8, gid=f"{group}:q{query}->t")
-    ax.set_xlim(0, width)
-    ax.set_ylim(height, 0)
-    ax.set_title(f"image {image_index}, {'encoder proposals' if layer == ENCODER_LAYER else f'decoder layer {layer}'}",
-                 fontsize=9)
+    (x0, x1), (y0, y1) = _padded_limits(ax.patches, height, width)
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y1, y0)
+    where = "encoder proposals" if layer == ENCODER_LAYER else f"decoder layer {layer}"
+    ax.set_title(title if title is not None else f"image {image_index}, {where}", fontsize=fontsize)
     ax.axis("off")
-    if ax.patches:
-        ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7)  # beside the image, not on it
+    if legend and ax.patches:
+        ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=fontsize - 2)  # beside the image, not on it
     return ax
+
+
+def _padded_limits(patches, height: int, width: int, pad: float = 0.04) -> tuple[tuple, tuple]:
+    """x and y limits holding the image and every rectangle patch, plus a margin (boxes may cross the edge)."""
+    x0, y0, x1, y1 = 0.0, 0.0, float(width), float(height)
+    for patch in patches:
+        px, py = patch.get_xy()
+        x0, y0 = min(x0, px), min(y0, py)
+        x1, y1 = max(x1, px + patch.get_width()), max(y1, py + patch.get_height())
+    margin = pad * max(width, height)
+    return (x0 - margin, x1 + margin), (y0 - margin, y1 + margin)
+
+
+def shared_legend(fig, axes, fontsize: float = 12) -> None:
+    """One legend for a figure of panels (below them), from the labelled artists of all ``axes``, each label once."""
+    handles = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=len(handles), fontsize=fontsize,
+                   frameon=False, bbox_to_anchor=(0.5, 0.0))
 
 
 def draw_assignments_by_layer(image: torch.Tensor, targets: dict, records: Sequence[Any], outputs: dict, *,
                               image_index: int = 0, layers: Sequence[int] | None = None,
                               groups: Sequence[str] = GROUPS, ncols: int = 3,
-                              class_names: Sequence[str] | None = None):
+                              class_names: Sequence[str] | None = None, panel_size: float = 4.6):
     """One ``draw_assignments`` panel per layer (default: every layer recorded for the image).
 
-    Returns the matplotlib Figure; its first ``len(layers)`` axes are the panels in layer order.
+    Panels are ``panel_size`` inches square and share ONE legend below them (a legend per
+    panel would repeat itself and shrink the images). Returns the matplotlib Figure; its
+    first ``len(layers)`` axes are the panels in layer order.
     """
     if layers is None:
         layers = layers_of(select_records(records, image_index=image_index))
@@ -109,14 +138,34 @@ def draw_assignments_by_layer(image: torch.Tensor, targets: dict, records: Seque
         raise UserError(f"no assignment records for image {image_index}")
     ncols = max(1, min(ncols, len(layers)))
     nrows = -(-len(layers) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 3.4 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size * ncols, panel_size * nrows + 0.6), squeeze=False)
     flat = axes.ravel()
     for ax, layer in zip(flat, layers):
         draw_assignments(image, targets, records, outputs, image_index=image_index, layer=layer,
-                         groups=groups, class_names=class_names, ax=ax)
+                         groups=groups, class_names=class_names, legend=False, fontsize=12, ax=ax)
     for ax in flat[len(layers):]:
         ax.set_visible(False)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.6 / (panel_size * nrows + 0.6), 1, 1))  # room for the shared legend below
+    shared_legend(fig, flat[:len(layers)])
+    return fig
+
+
+def draw_models_side_by_side(image: torch.Tensor, targets: dict, runs: dict, *, image_index: int = 0,
+                             layer: int | None = None, groups: Sequence[str] = ("one2one",),
+                             class_names: Sequence[str] | None = None, panel_size: float = 5.5):
+    """The same image under several models: one ``draw_assignments`` panel each, one shared legend.
+
+    runs: title -> (records, outputs) of that model on the batch (``criterion.last_assignments``
+    after ``criterion(outputs, targets, record=True)``). Returns the Figure (panels in ``runs`` order).
+    """
+    fig, axes = plt.subplots(1, len(runs), figsize=(panel_size * len(runs), panel_size + 0.6), squeeze=False)
+    flat = axes.ravel()
+    for ax, (title, (records, outputs)) in zip(flat, runs.items()):
+        draw_assignments(image, targets, records, outputs, image_index=image_index, layer=layer, groups=groups,
+                         class_names=class_names, legend=False, fontsize=12, ax=ax)
+        ax.set_title(f"{title}: {ax.get_title()}", fontsize=13)
+    fig.tight_layout(rect=(0, 0.6 / (panel_size + 0.6), 1, 0.97))
+    shared_legend(fig, flat)
     return fig
 
 
