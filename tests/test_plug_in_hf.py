@@ -2,8 +2,10 @@
 (hdetr.adapters.hf_deformable_detr, docs/plug_in.md): tiny random models, synthetic data."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -167,3 +169,16 @@ def test_importing_hdetr_does_not_import_transformers():
             "try:\n    hf.enable_query_groups(None, None)\nexcept hdetr.errors.UserError as e:\n    print(e)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert 'pip install -e ".[hf]"' in out
+
+
+def test_doc_example_trains_two_steps(capsys):
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "plug_in.md").read_text()
+    section = doc.split("## HF transformers' Deformable DETR")[1]
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    assert len(blocks) == 1
+    torch.manual_seed(0)
+    namespace: dict = {"__name__": "plug_in_hf_example"}
+    exec(compile(blocks[0], "docs/plug_in.md", "exec"), namespace)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[-2].startswith("0 ") and printed[-1].startswith("1 ")
+    assert torch.isfinite(namespace["loss"])
