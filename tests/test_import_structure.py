@@ -5,6 +5,8 @@
   time; ``if TYPE_CHECKING:`` blocks never run).
 - The library does not depend on the command-line layer: no module but ``hdetr/cli.py``
   and those under ``hdetr/commands/`` imports ``hdetr.commands``, at any level.
+- transformers (the optional ``hf`` extra) is imported only inside functions, and only by
+  ``hdetr/adapters/hf_deformable_detr.py``: importing hdetr never imports it.
 """
 from __future__ import annotations
 
@@ -143,3 +145,19 @@ def test_the_library_does_not_import_the_commands():
         if target == "hdetr.commands" or target.startswith("hdetr.commands.")
     )
     assert not offenders, "library modules importing the command layer:\n" + "\n".join(offenders)
+
+
+def _third_party(tree: ast.AST, module: str, is_package: bool, package: str, *, module_level: bool) -> bool:
+    return any(m == package or m.startswith(package + ".")
+               for m in _imports(tree, module, is_package, module_level=module_level))
+
+
+def test_transformers_is_imported_lazily_by_the_hf_adapter_only():
+    adapter = "hdetr.adapters.hf_deformable_detr"
+    for name, path in _modules().items():
+        tree = ast.parse(path.read_text(), filename=str(path))
+        is_package = path.name == "__init__.py"
+        assert not _third_party(tree, name, is_package, "transformers", module_level=True), name
+        assert name == adapter or not _third_party(tree, name, is_package, "transformers", module_level=False), name
+    tree = ast.parse(_modules()[adapter].read_text())
+    assert _third_party(tree, adapter, False, "transformers", module_level=False)

@@ -11,6 +11,7 @@ from hdetr.errors import UserError
 from hdetr.plug_in import criterion_outputs
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "plug_in.md"
+HF_SECTION = "## HF transformers' Deformable DETR"
 
 
 def _python_blocks(text: str) -> list[str]:
@@ -18,7 +19,7 @@ def _python_blocks(text: str) -> list[str]:
 
 
 def test_plug_in_example_trains_two_steps(capsys):
-    blocks = _python_blocks(DOC.read_text())
+    blocks = _python_blocks(DOC.read_text().split(HF_SECTION)[0])  # the HF example: tests/test_plug_in_hf.py
     assert blocks, "docs/plug_in.md has no python code block"
     torch.manual_seed(0)
     namespace: dict = {"__name__": "plug_in_example"}
