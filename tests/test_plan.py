@@ -1,5 +1,6 @@
 """The supervision plan of every scheme."""
 from hdetr.config.model import ModelConfig, baseline, group_detr, hybrid_branch, hybrid_epoch, hybrid_layer
+from hdetr.outputs import ONE2MANY, ONE2ONE
 from hdetr.matching.plan import (ENCODER_LAYER, Group, decoder_positives, loss_suffix, one2many_epochs, plan,
                                   query_slice)
 
@@ -74,6 +75,6 @@ def test_group_detr_matches_every_group_one_to_one_on_every_layer():
     assert decoder_positives(config, 0, num_objects=5) == 4 * 3 * 5  # G groups x layers x objects
     assert config.num_queries == 120 and config.query_group_sizes() == [30] * 4
     # group i is block i of n queries: block i-1 of the extra outputs, under distinct loss keys
-    assert query_slice("group2", 30) == ("_one2many", slice(30, 60))
-    assert query_slice("one2one", 30) == ("", slice(None)) and query_slice("one2many", 30)[0] == "_one2many"
+    assert query_slice("group2", 30) == (ONE2MANY, slice(30, 60))
+    assert query_slice("one2one", 30) == (ONE2ONE, slice(None)) and query_slice("one2many", 30)[0] == ONE2MANY
     assert [loss_suffix(t) for t in ("one2one", "one2many", "group3")] == ["", "_one2many", "_group3"]
