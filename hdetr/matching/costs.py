@@ -12,26 +12,38 @@ official code's, kept so costs (and therefore assignments) are identical.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 
 from hdetr.boxes import cxcywh_to_xyxy, paired_generalized_box_iou
+from hdetr.config.model import ModelConfig
 from hdetr.errors import ConfigError
 
 
 _LOG_EPS = 1e-8
 
 
+def _config_default(name: str) -> float:
+    return next(f.default for f in dataclasses.fields(ModelConfig) if f.name == name)
+
+
 @dataclass(frozen=True)
 class CostWeights:
-    """Weights of the class, L1 and GIoU costs and the focal parameters of the class cost."""
+    """Weights of the class, L1 and GIoU costs and the focal parameters of the class cost; the
+    defaults are ModelConfig's (``set_cost_*``, ``focal_*``), their one home."""
 
-    cost_class: float = 2.0
-    cost_bbox: float = 5.0
-    cost_giou: float = 2.0
-    focal_alpha: float = 0.25
-    focal_gamma: float = 2.0
+    cost_class: float = _config_default("set_cost_class")
+    cost_bbox: float = _config_default("set_cost_bbox")
+    cost_giou: float = _config_default("set_cost_giou")
+    focal_alpha: float = _config_default("focal_alpha")
+    focal_gamma: float = _config_default("focal_gamma")
+
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> "CostWeights":
+        return cls(cost_class=config.set_cost_class, cost_bbox=config.set_cost_bbox, cost_giou=config.set_cost_giou,
+                   focal_alpha=config.focal_alpha, focal_gamma=config.focal_gamma)
 
     def __post_init__(self) -> None:
         if self.cost_class == 0 and self.cost_bbox == 0 and self.cost_giou == 0:

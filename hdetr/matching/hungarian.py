@@ -58,15 +58,7 @@ class HungarianMatcher:
     @classmethod
     def from_config(cls, config) -> "HungarianMatcher":
         """Cost weights and focal parameters from a ModelConfig (set_cost_*, focal_alpha/gamma)."""
-        return cls(
-            CostWeights(
-                cost_class=config.set_cost_class,
-                cost_bbox=config.set_cost_bbox,
-                cost_giou=config.set_cost_giou,
-                focal_alpha=config.focal_alpha,
-                focal_gamma=config.focal_gamma,
-            )
-        )
+        return cls(CostWeights.from_config(config))
 
     @torch.no_grad()
     def cost_matrices(self, logits: torch.Tensor, boxes: torch.Tensor, targets: PaddedTargets) -> torch.Tensor:

@@ -7,9 +7,7 @@ import torch
 from hdetr.boxes import cxcywh_to_xyxy
 from hdetr.errors import UserError
 
-# The data pipeline normalises with the ImageNet statistics, as the official code does.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from hdetr.data.transforms import IMAGENET_MEAN, IMAGENET_STD  # the normalisation the data path applies
 
 
 def to_display(image: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> np.ndarray:
