@@ -46,3 +46,19 @@ def test_notebook_04_states_numbers_from_the_report():
     hybrid = {(r["branch"], r["nms"]): r for r in report["hybrid_rows"]}
     assert f"{100 * hybrid[('one2one', False)]['AP']:.1f}" in text
     assert f"{100 * hybrid[('one2many', True)]['AP']:.1f}" in text
+
+
+@pytest.mark.parametrize("path", TEACHING[:3], ids=lambda p: p.stem)
+def test_notebooks_quote_the_study_outcome(path):
+    """01-03 state the regime study's outcome from its report, not in words of their own."""
+    nb = nbformat.read(path, 4)
+    assert any("science_summary()" in c.source for c in nb.cells if c.cell_type == "code")
+
+
+def test_science_summary_quotes_the_findings(tmp_path):
+    from hdetr.findings import science_headline, science_summary
+
+    (tmp_path / "findings.md").write_text("**The hybrid wins here.** Details follow.\n")
+    assert science_headline(tmp_path) == "The hybrid wins here."
+    assert "The hybrid wins here." in science_summary(tmp_path)
+    assert science_headline(tmp_path / "absent") is None

@@ -284,4 +284,9 @@ def what_to_notice(report: dict[str, Any]) -> str:
         f"branch scores {paper['one2one']['no_nms']:.1f} without NMS; `reports/science/cpu_regime.md` follows "
         f"this gap over training and across regimes, with seeds.",
     ]
+    from hdetr.findings import science_headline
+
+    headline = science_headline()
+    if headline:
+        points.append(f"- **The regime study's outcome**: {headline}")
     return "\n".join(points)

@@ -134,9 +134,9 @@ def findings(records: dict[str, list[RunRecord]]) -> list[str]:
     if lb is not None and lh is not None:
         out.append(f"- One-to-one training loss at the end (last decoder layer, mean over seeds): baseline "
                    f"{lb:.3f}, H-DETR {lh:.3f}.")
-    from hdetr.experiments.regime_report import headline
+    from hdetr.findings import science_headline
 
-    study = headline()
+    study = science_headline()
     out.append(f"- The seed-to-seed spread (sd) of AP is up to {spread:.1f} points at this length: one seed cannot "
                f"separate models. The paper's gain is {_paper_gain():+.1f} AP (R50, 12 epochs on COCO, Table 1). "
                f"`reports/science/cpu_regime.md` tests whether and where hybrid matching helps at CPU scale"

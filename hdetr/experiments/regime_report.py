@@ -28,21 +28,6 @@ COMMANDS = ("python -m hdetr.experiments.regime run runs/regime",
             "python -m hdetr.experiments.regime report runs/regime reports/science")
 
 
-def headline(report_dir: str | Path | None = None) -> str | None:
-    """The study's outcome as its findings state it: the first paragraph's bold sentence of
-    ``findings.md`` (default: the checkout's ``reports/science/``), None where there is none. The demo
-    report and the notebooks quote it, so every place says what the study says."""
-    import re
-
-    from hdetr.experiments.runner import default_reports_dir
-
-    path = Path(report_dir or default_reports_dir() / "science") / "findings.md"
-    if not path.is_file():
-        return None
-    match = re.search(r"\*\*(.+?)\*\*", path.read_text(), flags=re.S)
-    return " ".join(match.group(1).split()) if match else None
-
-
 def log_name(key: str, seed: int) -> str:
     """The file name of a run's metrics log kept in the report's ``runs/`` folder."""
     return f"{key.replace('/', '_')}_seed{seed}_metrics.jsonl"
