@@ -97,7 +97,14 @@ def build(runs_dir: str | Path, out_dir: str | Path = FILES_DIR,
         entries[name] = {"file": target.name, "sha256": sha256_of(target), "bytes": size,
                          "metrics_log": log.name if log.is_file() else None, "preset": preset,
                          "command": training_command(name, preset), "script": TRAIN_SCRIPT}
-    manifest = {"about": f"hdetr reference checkpoints; regenerate with `{TRAIN_SCRIPT}`", "references": entries}
+    # references not rebuilt now keep their entries (``--only``: the others' runs need not be here)
+    kept = {}
+    if (out_dir / MANIFEST).is_file():
+        kept = {name: entry for name, entry in json.loads((out_dir / MANIFEST).read_text())["references"].items()
+                if name not in entries and name in REFERENCE_PRESETS}
+    manifest = {"about": f"hdetr reference checkpoints; regenerate with `{TRAIN_SCRIPT}`",
+                "references": {name: {**kept, **entries}[name] for name in REFERENCE_PRESETS
+                               if name in kept or name in entries}}
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return entries
 
@@ -106,9 +113,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hdetr.checkpoints.make_references", description=__doc__.splitlines()[0])
     parser.add_argument("runs_dir", help="folder holding <name>/checkpoint_last.pth for each reference")
     parser.add_argument("--out", default=str(FILES_DIR), help="where the files go (default: the package's files)")
+    parser.add_argument("--only", nargs="*", choices=list(REFERENCE_PRESETS),
+                        help="rebuild these references only; the manifest keeps the others' entries")
     args = parser.parse_args(argv)
     try:
-        entries = build(args.runs_dir, args.out)
+        presets = {name: REFERENCE_PRESETS[name] for name in args.only} if args.only else None
+        entries = build(args.runs_dir, args.out, presets)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
