@@ -102,11 +102,21 @@ def test_build_refuses_an_unfinished_run_and_a_file_over_the_limit(tiny_run, tmp
     assert not (tmp_path / "tiny.pt").exists()
 
 
+def test_building_some_references_keeps_the_others_in_the_manifest(tiny_run, tmp_path):
+    make_tiny_run(tmp_path, "second")
+    files = tmp_path / "files"
+    build(tiny_run["runs"], files, presets={"tiny": "synthetic_tiny"})
+    build(tmp_path / "runs", files, presets={"second": "synthetic_tiny"})  # tiny's run is not there
+    manifest = read_manifest(files)
+    assert set(manifest) == {"tiny", "second"}
+    assert manifest["tiny"] == read_manifest(tiny_run["files"])["tiny"]
+
+
 def test_the_shipped_references_load_and_detect():
     if not (FILES_DIR / "manifest.json").is_file():
         pytest.skip("the shipped reference files are absent (make them with `bash scripts/train_references.sh`)")
     names = hdetr.list_references()
-    assert {"synthetic_baseline", "synthetic_hybrid_branch"} <= set(names)
+    assert set(build_module.REFERENCE_PRESETS) <= set(names), "every scheme has a shipped reference"
     for name in names:
         entry = read_manifest()[name]
         assert entry["bytes"] <= build_module.MAX_BYTES

@@ -101,10 +101,11 @@ def build(runs_dir: str | Path, out_dir: str | Path = FILES_DIR,
     kept = {}
     if (out_dir / MANIFEST).is_file():
         kept = {name: entry for name, entry in json.loads((out_dir / MANIFEST).read_text())["references"].items()
-                if name not in entries and name in REFERENCE_PRESETS}
+                if name not in entries}
+    merged = {**kept, **entries}
+    order = [n for n in REFERENCE_PRESETS if n in merged] + [n for n in merged if n not in REFERENCE_PRESETS]
     manifest = {"about": f"hdetr reference checkpoints; regenerate with `{TRAIN_SCRIPT}`",
-                "references": {name: {**kept, **entries}[name] for name in REFERENCE_PRESETS
-                               if name in kept or name in entries}}
+                "references": {name: merged[name] for name in order}}
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return entries
 
