@@ -53,8 +53,9 @@ def source_hash(root: Path | None = None) -> str:
 
 
 def build_directory(root: Path | None = None) -> Path:
-    """``<cache_root>/cpu-<torch version>-<source hash>``."""
-    return extension_build.build_directory("cpu", source_hash(root))
+    """``<cache_root>/cpu-<torch version>-<source folder>-<source hash>``."""
+    root = source_dir() if root is None else Path(root)
+    return extension_build.build_directory("cpu", source_hash(root), root)
 
 
 def _compiler() -> str | None:

@@ -60,8 +60,8 @@ def source_hash(root: Path | str | None = None) -> str:
 
 
 def default_build_dir() -> Path:
-    """``<cache_root>/cuda-<torch version>-<source hash>``."""
-    return extension_build.build_directory("cuda", source_hash())
+    """``<cache_root>/cuda-<torch version>-<source folder>-<source hash>``."""
+    return extension_build.build_directory("cuda", source_hash(), source_dir())
 
 
 def find_cuda_home() -> Path | None:

@@ -7,8 +7,9 @@ non-editable install ships the same tree as ``hdetr/_csrc`` (see ``setup.py``).
 an editable install and an installed wheel alike.
 
 Builds: ``$HDETR_OPS_CACHE`` if set, else ``$XDG_CACHE_HOME/hdetr/ops``
-(``~/.cache/hdetr/ops``), one folder per kind, torch version and source hash
-(``cpu-2.14.1-<hash>``), so a changed source or another torch never loads a stale binary.
+(``~/.cache/hdetr/ops``), one folder per kind, torch version, source folder and source hash
+(``cpu-2.14.1-<place>-<hash>``), so a changed source or another torch never loads a stale binary,
+and two checkouts never rebuild each other's.
 """
 from __future__ import annotations
 
@@ -68,12 +69,17 @@ def source_hash(files: Iterable[Path], flags: Iterable[str]) -> str:
     return digest.hexdigest()[:16]
 
 
-def build_directory(kind: str, digest: str) -> Path:
-    """``<cache_root>/<kind>-<torch version>-<digest>``, e.g. ``cpu-2.14.1-0123456789abcdef``."""
+def build_directory(kind: str, digest: str, sources: Path) -> Path:
+    """``<cache_root>/<kind>-<torch version>-<place>-<digest>``, e.g. ``cpu-2.14.1-89abcdef-0123456789abcdef``.
+
+    ``place`` hashes the sources' folder: the build files torch writes name the sources by absolute
+    path, so two checkouts (git worktrees, a wheel beside a clone) sharing one folder would each
+    rebuild on the other's every first use, and wait on each other's lock meanwhile."""
     import torch
 
     torch_version = re.sub(r"[^0-9A-Za-z.]+", "_", torch.__version__)
-    return cache_root() / f"{kind}-{torch_version}-{digest}"
+    place = hashlib.sha256(str(Path(sources).resolve()).encode()).hexdigest()[:8]
+    return cache_root() / f"{kind}-{torch_version}-{place}-{digest}"
 
 
 def summarize_build_error(message: str, max_lines: int = 3, max_chars: int = 240) -> str:
