@@ -58,3 +58,21 @@ def test_group_detr_plan_shows_its_groups():
     assert ax.texts[0].get_text() == "4 groups x 1:1"
     assert "one-to-one in each of G query groups" in [t.get_text() for t in ax.get_legend().get_texts()]
     plt.close("all")
+
+
+def test_attention_mask_figure_is_the_block_matrix():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from hdetr.config.model import ModelConfig
+    from hdetr.viz.plan import draw_attention_mask
+
+    config = ModelConfig(scheme="hybrid_branch", num_queries_one2one=4, num_queries_one2many=8)
+    image = draw_attention_mask(config).images[0].get_array()
+    assert image.shape == (12, 12)
+    assert image[:4, :4].all() and image[4:, 4:].all() and not image[:4, 4:].any() and not image[4:, :4].any()
+    unmasked = ModelConfig(scheme="hybrid_branch", num_queries_one2one=4, num_queries_one2many=8, mask_groups=False)
+    assert draw_attention_mask(unmasked).images[0].get_array().all()
+    groups = ModelConfig(scheme="group_detr", num_queries_one2one=3, num_queries_one2many=0, num_groups=3)
+    ax = draw_attention_mask(groups)
+    assert ax.images[0].get_array().sum() == 3 * 3 * 3 and [t.get_text() for t in ax.get_yticklabels()][2] == "group 2 (3)"

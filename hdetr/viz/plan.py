@@ -121,3 +121,32 @@ def draw_plan(config, epochs: Sequence[int] | None = None, ax=None, title: str |
               Patch(facecolor="white", edgecolor="grey", label="not supervised")]
     ax.legend(handles=legend, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return ax
+
+
+def draw_attention_mask(config, ax=None, title: str | None = None):
+    """The decoder's self-attention mask of a training step as the block matrix it is: query i (row) may
+    attend to query j (column) where the cell is filled. The hybrid branch's [n, T] and Group DETR's G
+    groups of n give diagonal blocks; ``model.mask_groups=false`` (or a one-set scheme) one full block.
+    Returns the axes."""
+    from hdetr.models.deformable_decoder import group_attention_mask
+
+    sizes = config.query_group_sizes()
+    mask = group_attention_mask(sizes, config.mask_groups).numpy()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.2, 4.2))
+    ax.imshow(mask, cmap="Greys", vmin=0, vmax=1.6, interpolation="nearest")
+    edges = np.cumsum(sizes)[:-1] - 0.5
+    for edge in edges:
+        ax.axhline(edge, color="#d62728", linewidth=1.2)
+        ax.axvline(edge, color="#d62728", linewidth=1.2)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    ticks = [s + n / 2 - 0.5 for s, n in zip(starts, sizes)]
+    names = ["one-to-one"] + (["one-to-many"] if config.scheme == "hybrid_branch" else
+                              [f"group {i}" for i in range(1, len(sizes))])
+    ax.set_xticks(ticks, [f"{name}\n({n})" for name, n in zip(names, sizes)], fontsize=8)
+    ax.set_yticks(ticks, [f"{name} ({n})" for name, n in zip(names, sizes)], fontsize=8)
+    ax.set_xlabel("key query (attended to)", fontsize=9)
+    ax.set_ylabel("query", fontsize=9)
+    state = "masked" if config.mask_groups and len(sizes) > 1 else "one group"
+    ax.set_title(title or f"{config.scheme}: self-attention, {state} (dark = may attend)", fontsize=9)
+    return ax
