@@ -9,6 +9,13 @@ write-up is ``reports/science/cpu_regime.md``; regenerate it with::
     python -m hdetr.experiments.regime run runs/regime      # resumable; two single-thread runs at a time
     python -m hdetr.experiments.regime report runs/regime reports/science
 
+The starved-positives rows (``starved*``, ``equal_queries``) test the paper's premise: n = 100
+one-to-one queries against ~4.4 objects, T = 5n, K = 6 (K = 3, lambda = 0.5 and a 1600-step
+schedule as one change each; the equal-queries control is a one-to-one baseline with n + T
+queries). A row that changes one model only shares the other model's runs with the row it
+changes (``Hypothesis.models``). ``scripts/gpu_science.sh`` runs the most informative rows at
+10x the steps on a GPU (``StudyScale``, saved beside its runs).
+
 The ``pretrained`` hypothesis needs the synthetic-pretrained backbone: a one-to-one
 detector trained on a disjoint synthetic set (``data.synthetic_seed=1``), whose
 ResNet-18 weights ``run`` extracts into ``<runs>/backbone_pretrain/resnet18.pth``
