@@ -140,6 +140,14 @@ def test_two_gloo_processes_follow_one_process_with_the_same_total_batch(tiny_da
     assert max((a[k].float() - b[k].float()).abs().max().item() for k in a) < 1e-6
 
 
+def test_step_evaluations_include_those_on_an_epochs_last_step(tiny_data, tmp_path):
+    """8 images at batch 2 make 4 steps an epoch: evaluating every 2 steps evaluates at 2, 4, 6 and 8."""
+    cfg = apply_overrides(get_preset("synthetic_tiny"),
+                          _overrides(tiny_data, "train.eval_every_iters=2", "train.eval_every_epochs=0"))
+    train(cfg, tmp_path / "run")
+    assert [r["step"] for r in read_metrics(tmp_path / "run") if r["type"] == "eval"] == [2, 4, 6, 8]
+
+
 def test_a_non_finite_loss_stops_with_the_step_and_terms_named_and_keeps_the_last_checkpoint(
         tiny_data, tmp_path, monkeypatch):
     real_build = hdetr.build_criterion

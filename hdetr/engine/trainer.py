@@ -418,6 +418,8 @@ class Trainer:
         p.epoch += 1
         p.batches_done = 0
         due = tc.eval_every_epochs and p.epoch % tc.eval_every_epochs == 0
+        # a step-based evaluation that falls on the epoch's last step (the loop leaves before its check)
+        due = due or (tc.eval_every_iters and p.global_step % tc.eval_every_iters == 0)
         if due or p.epoch >= tc.epochs:
             self.evaluate_and_save()
         else:
