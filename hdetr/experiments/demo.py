@@ -140,7 +140,7 @@ def findings(records: dict[str, list[RunRecord]]) -> list[str]:
     out.append(f"- The seed-to-seed spread (sd) of AP is up to {spread:.1f} points at this length: one seed cannot "
                f"separate models. The paper's gain is {_paper_gain():+.1f} AP (R50, 12 epochs on COCO, Table 1). "
                f"`reports/science/cpu_regime.md` tests whether and where hybrid matching helps at CPU scale"
-               + (f"; its outcome: {study}" if study else "") + ".")
+               + (f"; its outcome: {study.rstrip('.')}" if study else "") + ".")
     if short:
         out.append(f"- Runs that did not reach the budget (flagged, their numbers are in the table): "
                    f"{', '.join(short)}.")
