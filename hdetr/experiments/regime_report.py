@@ -33,12 +33,15 @@ def log_name(key: str, seed: int) -> str:
     return f"{key.replace('/', '_')}_seed{seed}_metrics.jsonl"
 
 
-def collect(runs_dir: str | Path, archive: str | Path | None = None) -> dict[str, dict[str, list[RunRecord]]]:
+def collect(runs_dir: str | Path, archive: str | Path | None = None,
+            scratch: Path | None = None) -> dict[str, dict[str, list[RunRecord]]]:
     """hypothesis -> scheme -> records of its finished runs (unfinished ones are left out).
 
     A hypothesis none of whose runs are in ``runs_dir`` is read from ``archive`` (the report's
     ``runs/`` folder: the metrics logs of runs measured earlier, kept with the report), so a study
-    extended on another machine keeps the rows measured before."""
+    extended on another machine keeps the rows measured before. Each archived log is read from a run
+    folder made for it under ``scratch`` (default: the system's temporary folder), which must outlive
+    the records' use."""
     out: dict[str, dict[str, list[RunRecord]]] = {}
     reqs = requests(runs_dir)
     for req in reqs:
@@ -54,7 +57,7 @@ def collect(runs_dir: str | Path, archive: str | Path | None = None) -> dict[str
             log = Path(archive) / log_name(req.key, req.seed)
             if hyp in live or not log.is_file():
                 continue
-            folder = Path(tempfile.mkdtemp(prefix="hdetr-archived-run-"))
+            folder = Path(tempfile.mkdtemp(prefix="hdetr-archived-run-", dir=scratch))
             shutil.copyfile(log, folder / "metrics.jsonl")
             out.setdefault(hyp, {}).setdefault(scheme, []).append(
                 load_record(folder, req.key, req.seed, req.config.to_dict()))
@@ -189,12 +192,11 @@ def runs_table(data: dict[str, dict[str, list[RunRecord]]], log_names: dict[Path
     return lines
 
 
-def write_regime_report(runs_dir: str | Path, out_dir: str | Path) -> Path:
-    runs_dir, out_dir = Path(runs_dir), Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    logs = out_dir / "runs"
-    data = collect(runs_dir, archive=logs)
-    kept = Path(tempfile.mkdtemp(prefix="hdetr-regime-logs-"))
+def _keep_logs(data: dict[str, dict[str, list[RunRecord]]], logs: Path, scratch: Path) -> dict[Path, str]:
+    """Replace the report's ``runs/`` folder with the metrics logs of ``data``'s runs (some of which may be
+    read from that folder itself); returns run folder -> log name."""
+    kept = scratch / "kept-logs"
+    kept.mkdir()
     log_names = {}
     for runs in data.values():
         for records in runs.values():
@@ -205,6 +207,16 @@ def write_regime_report(runs_dir: str | Path, out_dir: str | Path) -> Path:
     if logs.is_dir():
         shutil.rmtree(logs)
     shutil.copytree(kept, logs)
+    return log_names
+
+
+def write_regime_report(runs_dir: str | Path, out_dir: str | Path) -> Path:
+    runs_dir, out_dir = Path(runs_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    logs = out_dir / "runs"
+    with tempfile.TemporaryDirectory(prefix="hdetr-regime-") as scratch:
+        data = collect(runs_dir, archive=logs, scratch=Path(scratch))
+        log_names = _keep_logs(data, logs, Path(scratch))
     panels = {}
     for h in HYPOTHESES:
         b, y, _ = pair(h, data)
