@@ -112,6 +112,10 @@ HYPOTHESES = (
                n=100, t=500, k=6, against="starved"),
     Hypothesis("starved_lambda05", "lambda=0.5 instead of 1 in the starved regime (K=6, T=500)",
                (*LR_DROP, *ONE_STAGE), n=100, t=500, k=6, lam=0.5, against="starved", models=("hybrid_branch",)),
+    Hypothesis("starved_unmasked", "the starved hybrid without the group mask (model.mask_groups=false): its "
+               "one-to-one queries attend to the one-to-many ones, at training and not at inference",
+               (*LR_DROP, *ONE_STAGE, "model.mask_groups=false"), n=100, t=500, k=6, against="starved",
+               models=("hybrid_branch",)),
     Hypothesis("one_stage", "the one-stage variant alone (learned queries) at the reference's n=30, T=90, K=3, "
                "with the lr drop: what starved changes besides the queries", (*LR_DROP, *ONE_STAGE),
                against="lr_drop"),
