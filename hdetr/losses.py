@@ -48,6 +48,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from hdetr.distributed import is_distributed
 from hdetr.boxes import box_iou, cxcywh_to_xyxy, paired_generalized_box_iou
 from hdetr.errors import UserError
 from hdetr.matching.costs import class_cost, giou_cost, l1_cost
@@ -71,7 +72,7 @@ def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float
 def average_num_boxes(count: int, device: torch.device) -> float:
     """Boxes per process: all_reduce of ``count`` over processes divided by the world size (no clamp)."""
     total = torch.as_tensor([float(count)], device=device)
-    if dist.is_available() and dist.is_initialized():
+    if is_distributed():
         dist.all_reduce(total)
         total = total / dist.get_world_size()
     return total.item()

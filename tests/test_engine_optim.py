@@ -6,7 +6,7 @@ from torch import nn
 from hdetr.errors import ConfigError
 from hdetr.config.presets import get_preset
 from hdetr.config.train import TrainConfig
-from hdetr.engine.optim import build_lr_scheduler, build_optimizer, build_param_groups
+from hdetr.engine.optim import build_lr_scheduler, build_optimizer, build_param_groups, lr_milestones
 
 
 class StandIn(nn.Module):
@@ -55,27 +55,33 @@ def test_the_real_model_has_the_official_names():
     assert groups["backbone"] > 0 and groups["linear_proj"] > 0 and groups["default"] > 0
 
 
-@pytest.mark.parametrize("preset, drop_at", [("coco_r50_hybrid_branch_12ep", 11), ("coco_r50_hybrid_branch_36ep", 30)])
-def test_step_schedule_drops_once_at_the_official_epoch(preset, drop_at):
-    cfg = get_preset(preset).train
-    opt = torch.optim.AdamW([nn.Parameter(torch.zeros(1))], lr=cfg.lr)
-    sched = build_lr_scheduler(opt, cfg)
-    lrs = []
-    for _ in range(cfg.epochs):
-        lrs.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
-    assert lrs[:drop_at] == [pytest.approx(2e-4)] * drop_at
-    assert lrs[drop_at:] == [pytest.approx(2e-5)] * (cfg.epochs - drop_at)
-
-
-def test_multistep_schedule():
-    cfg = TrainConfig(epochs=6, lr_drop_epochs=[2, 4])
+def _lrs_per_step(cfg, steps_per_epoch, steps):
     opt = torch.optim.AdamW([nn.Parameter(torch.zeros(1))], lr=1.0)
-    sched = build_lr_scheduler(opt, cfg)
+    sched = build_lr_scheduler(opt, cfg, steps_per_epoch)
     lrs = []
-    for _ in range(6):
+    for _ in range(steps):
         lrs.append(opt.param_groups[0]["lr"])
         opt.step()
         sched.step()
-    assert lrs == pytest.approx([1.0, 1.0, 0.1, 0.1, 0.01, 0.01])
+    return lrs
+
+
+@pytest.mark.parametrize("preset, drop_at", [("coco_r50_hybrid_branch_12ep", 11), ("coco_r50_hybrid_branch_36ep", 30)])
+def test_the_official_epoch_schedule_drops_once_at_its_epoch_in_steps(preset, drop_at):
+    cfg = get_preset(preset).train
+    lrs = _lrs_per_step(cfg, 3, 3 * cfg.epochs)
+    assert lrs[:3 * drop_at] == [1.0] * 3 * drop_at
+    assert lrs[3 * drop_at:] == [pytest.approx(0.1)] * 3 * (cfg.epochs - drop_at)
+    assert lr_milestones(cfg, 7329) == [drop_at * 7329]  # COCO's steps per epoch at batch 16
+
+
+def test_epoch_milestones_and_step_milestones_are_one_schedule():
+    cfg = TrainConfig(epochs=6, lr_drop_epochs=[2, 4])
+    assert _lrs_per_step(cfg, 1, 6) == pytest.approx([1.0, 1.0, 0.1, 0.1, 0.01, 0.01])
+    steps = TrainConfig(epochs=100, lr_drop=100, lr_drop_iters=[3])
+    assert _lrs_per_step(steps, 50, 6) == pytest.approx([1.0, 1.0, 1.0, 0.1, 0.1, 0.1])
+    both = TrainConfig(epochs=4, lr_drop=2, lr_drop_iters=[1, 4])
+    assert lr_milestones(both, 2) == [1, 4, 4, 8]  # a step named twice drops twice, as the two drops did before
+    assert _lrs_per_step(both, 2, 6) == pytest.approx([1.0, 0.1, 0.1, 0.1, 0.001, 0.001])
+    with pytest.raises(ConfigError, match="steps_per_epoch=0"):
+        lr_milestones(both, 0)

@@ -215,3 +215,28 @@ def test_the_wall_clock_guard_stops_with_a_checkpoint_and_resume_checks_the_mode
     other = apply_overrides(cfg, ["model.hidden_dim=64"])
     with pytest.raises(UserError, match="different model config \\(fields hidden_dim\\)"):
         train(other, tmp_path / "run", resume=True)
+
+
+def test_a_checkpoint_of_the_per_epoch_schedule_resumes_exactly_on_the_step_schedule(tiny_data, tmp_path):
+    """Checkpoints written before the schedule counted steps (version 1: a StepLR stepped per epoch) carry
+    their learning rates in the optimiser state; resumed on the step schedule they end where a straight
+    run ends. The stop falls after the epoch-1 drop (4 steps per epoch), between it and the step-7 drop."""
+    from hdetr.checkpoints.training import save_atomic
+
+    cfg = apply_overrides(get_preset("synthetic_tiny"), _overrides(tiny_data, "train.lr_drop_iters=[7]"))
+    straight = train(cfg, tmp_path / "straight")
+    stopped = train(apply_overrides(cfg, ["train.max_iters=6"]), tmp_path / "old")
+    assert (straight["global_step"], stopped["global_step"]) == (8, 6)
+    state = read_checkpoint(tmp_path / "old" / "checkpoint_last.pth")
+    lrs = [group["lr"] for group in state["optimizer"]["param_groups"]]
+    state["version"] = 1
+    state["lr_scheduler"] = {"step_size": 1, "gamma": 0.1, "base_lrs": [lr * 10 for lr in lrs], "last_epoch": 1,
+                             "_step_count": 2, "_last_lr": lrs}
+    save_atomic(state, tmp_path / "old" / "checkpoint_last.pth")
+    resumed = train(cfg, tmp_path / "old", resume=True)
+    assert resumed["global_step"] == 8 and resumed["resumed"]
+    a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "old")
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])][:5]
+    final = [r["lr"] for r in read_metrics(tmp_path / "old") if r["type"] == "train"]
+    # lr_drop=1: drops after steps 4 and 8 (epoch ends), and the one after step 7, each once
+    assert final[-1] == pytest.approx(cfg.train.lr * 1e-3)

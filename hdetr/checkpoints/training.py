@@ -7,6 +7,7 @@ during a save leaves the previous checkpoint intact, never a half-written one.
 
 An hdetr checkpoint is a dict with ``format == "hdetr-checkpoint"``::
 
+    version                          2 (the lr_scheduler's state counts optimiser steps)
     model, optimizer, lr_scheduler   state dicts
     epoch                            the epoch in progress (0-based)
     batches_done                     batches of that epoch already trained on
@@ -34,7 +35,9 @@ from hdetr.checkpoints.state_dict import load_torch_file
 from hdetr.errors import UserError
 
 FORMAT = "hdetr-checkpoint"
-VERSION = 1
+# 2: the learning-rate scheduler steps once per optimiser step (1: once per epoch, converted on resume by
+# hdetr.engine.optim.convert_epoch_scheduler_state)
+VERSION = 2
 LAST = "checkpoint_last.pth"
 BEST = "checkpoint_best.pth"
 

@@ -27,10 +27,10 @@ class TrainConfig(Config):
     weight_decay: float = 1e-4
     clip_max_norm: float = 0.1  # 0 disables clipping
     fused_optimizer: bool = True  # torch's fused AdamW (same update up to round-off); False: the per-tensor loop
-    # --- schedule ---
+    # --- schedule: one schedule in optimiser steps (hdetr.engine.optim.lr_milestones) ---
     epochs: int = 12
-    lr_drop: int = 11  # StepLR: lr x0.1 every lr_drop epochs
-    lr_drop_epochs: list[int] | None = None  # MultiStepLR milestones instead of lr_drop
+    lr_drop: int = 11  # lr x0.1 every lr_drop epochs (the official StepLR), converted to steps
+    lr_drop_epochs: list[int] | None = None  # these epochs instead of every lr_drop
     # also lr x0.1 after these optimiser steps (short runs of less than an epoch's schedule)
     lr_drop_iters: list[int] | None = None
     batch_size: int = 2  # per process

@@ -13,6 +13,8 @@ import os
 import torch
 import torch.distributed as dist
 
+from hdetr.distributed import is_distributed, process_group_exists
+
 
 @dataclasses.dataclass(frozen=True)
 class DistInfo:
@@ -47,7 +49,7 @@ def init_distributed(device_name: str = "auto") -> DistInfo:
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(device_name, local_rank)
-    if world_size > 1 and not dist.is_initialized():
+    if world_size > 1 and not process_group_exists():
         if device.type == "cuda":
             torch.cuda.set_device(device)
         backend = "nccl" if device.type == "cuda" else "gloo"
@@ -57,12 +59,12 @@ def init_distributed(device_name: str = "auto") -> DistInfo:
 
 
 def shutdown_distributed() -> None:
-    if dist.is_available() and dist.is_initialized():
+    if process_group_exists():
         dist.destroy_process_group()
 
 
 def barrier() -> None:
-    if dist.is_available() and dist.is_initialized():
+    if is_distributed():
         dist.barrier()
 
 
@@ -72,7 +74,7 @@ def mean_over_processes(values: dict[str, torch.Tensor]) -> dict[str, float]:
         return {}
     keys = sorted(values)
     stacked = torch.stack([values[k].detach().float().reshape(()) for k in keys])
-    if dist.is_available() and dist.is_initialized():
+    if is_distributed():
         dist.all_reduce(stacked)
         stacked /= dist.get_world_size()
     return dict(zip(keys, stacked.cpu().tolist()))
@@ -80,7 +82,7 @@ def mean_over_processes(values: dict[str, torch.Tensor]) -> dict[str, float]:
 
 def broadcast_flag(flag: bool, device: torch.device) -> bool:
     """True on every rank when it is true on any rank (stop decisions stay in step)."""
-    if not (dist.is_available() and dist.is_initialized()):
+    if not is_distributed():
         return flag
     t = torch.tensor([1.0 if flag else 0.0], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
@@ -89,7 +91,7 @@ def broadcast_flag(flag: bool, device: torch.device) -> bool:
 
 def gather_objects(obj):
     """``[obj of rank 0, obj of rank 1, ...]`` on every process (``[obj]`` without a process group)."""
-    if not (dist.is_available() and dist.is_initialized()):
+    if not is_distributed():
         return [obj]
     out = [None] * dist.get_world_size()
     dist.all_gather_object(out, obj)

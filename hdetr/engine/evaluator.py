@@ -16,19 +16,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from hdetr.distributed import rank_and_world
 from hdetr.outputs import ModelOutput
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
-def _rank_and_world() -> tuple[int, int]:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 def _autocast(device: torch.device, amp: bool):
@@ -50,7 +43,7 @@ def predict_dataset(model: nn.Module, dataset: Dataset, *, batch_size: int = 2, 
     model = _unwrap(model)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     count = min(max_images, len(dataset)) if max_images else len(dataset)
-    rank, world = _rank_and_world()
+    rank, world = rank_and_world()
     subset = Subset(dataset, range(rank, count, world)) if (count < len(dataset) or world > 1) else dataset
     loader = DataLoader(subset, batch_size=batch_size, shuffle=False, collate_fn=collate, num_workers=num_workers)
     was_training = model.training

@@ -3,9 +3,17 @@
 Three parameter groups, matched by name substrings exactly as ``main.py`` does:
 the backbone (``lr_backbone``), the deformable attention's linear projections that
 predict sampling offsets and reference points (``lr * lr_linear_proj_mult``), and
-everything else (``lr``). The schedule steps once per epoch.
+everything else (``lr``).
+
+One learning-rate schedule, in optimiser steps: the official per-epoch drops
+(``StepLR(lr_drop)``, or ``lr_drop_epochs``) converted to steps at the run's
+steps per epoch, plus ``lr_drop_iters`` for runs shorter than an epoch's schedule;
+each milestone multiplies the learning rate by 0.1. The trainer steps it after
+every optimiser step, so a run stopped anywhere resumes at the same point of it.
 """
 from __future__ import annotations
+
+import collections
 
 import torch
 from torch import nn
@@ -62,11 +70,45 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None)
 
 
-def build_lr_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler:
-    """StepLR(lr_drop) as the official code, or MultiStepLR(lr_drop_epochs) when given; stepped per epoch."""
-    if cfg.lr_drop_epochs:
-        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(cfg.lr_drop_epochs))
-    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_drop)
+LR_GAMMA = 0.1  # the official recipe's drop factor
+
+
+def lr_milestones(cfg: TrainConfig, steps_per_epoch: int) -> list[int]:
+    """The optimiser steps after which the learning rate drops by ``LR_GAMMA`` (a step listed twice drops twice).
+
+    The epoch schedule (every ``lr_drop`` epochs as the official StepLR, or the
+    ``lr_drop_epochs`` milestones) becomes ``epoch * steps_per_epoch``; ``lr_drop_iters`` are added as given.
+    """
+    if steps_per_epoch < 1:
+        raise ConfigError(f"lr_milestones: steps_per_epoch={steps_per_epoch} must be >= 1")
+    epochs = cfg.lr_drop_epochs or range(cfg.lr_drop, cfg.epochs + 1, cfg.lr_drop)
+    return sorted([e * steps_per_epoch for e in epochs] + list(cfg.lr_drop_iters or ()))
+
+
+def build_lr_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig,
+                       steps_per_epoch: int) -> torch.optim.lr_scheduler.MultiStepLR:
+    """The run's schedule (``lr_milestones``), stepped once per optimiser step."""
+    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=lr_milestones(cfg, steps_per_epoch),
+                                                gamma=LR_GAMMA)
+
+
+def set_lr_milestones(scheduler: torch.optim.lr_scheduler.MultiStepLR, cfg: TrainConfig,
+                      steps_per_epoch: int) -> None:
+    """Give a (resumed) scheduler the milestones of ``cfg``: the config of a resumed run wins over the saved one."""
+    scheduler.milestones = collections.Counter(lr_milestones(cfg, steps_per_epoch))
+
+
+def convert_epoch_scheduler_state(scheduler: torch.optim.lr_scheduler.MultiStepLR,
+                                  optimizer: torch.optim.Optimizer, global_step: int) -> None:
+    """Continue a checkpoint of the per-epoch schedule (checkpoint version 1) on the per-step one.
+
+    Version 1 stepped a StepLR / MultiStepLR per epoch and applied ``lr_drop_iters`` by
+    hand; both drops already sit in the saved optimiser's learning rates, so the
+    step schedule continues from those rates at ``global_step`` (its next milestones
+    still ahead), which is exactly where the old run would have gone on.
+    """
+    scheduler.last_epoch = global_step
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]  # what get_last_lr() reports
 
 
 def lr_by_group(optimizer: torch.optim.Optimizer) -> dict[str, float]:

@@ -10,14 +10,13 @@
 
 Every step: forward (bf16 autocast on CUDA), the criterion's loss terms averaged over
 processes, a stop if any of them is not finite (before the backward, so no bad state
-is ever saved), backward, gradient clipping, AdamW. The learning-rate schedule steps
-once per epoch. The loss of each process is normalised by the number of target boxes
+is ever saved), backward, gradient clipping, AdamW, one step of the learning-rate
+schedule (``hdetr.engine.optim``: the epoch schedule converted to steps). The loss of each process is normalised by the number of target boxes
 over all processes (the criterion all-reduces it) and DistributedDataParallel averages
 gradients, so N processes take the same steps as one process with N times the batch.
 """
 from __future__ import annotations
 
-import collections
 import contextlib
 import dataclasses
 import math
@@ -27,17 +26,19 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from hdetr.checkpoints.state_dict import load_exactly
 from hdetr.config.experiment import ExperimentConfig
 from hdetr.checkpoints import training as ckpt_io
 from hdetr.engine.data_order import EpochBatchSampler, SeededSamples
+from hdetr.distributed import process_group_exists
 from hdetr.engine.distributed import (DistInfo, barrier, broadcast_flag, gather_objects, init_distributed,
                                       mean_over_processes, shutdown_distributed)
 from hdetr.engine.evaluator import evaluate_model
 from hdetr.engine.metrics_log import MetricsLogger
-from hdetr.engine.optim import build_lr_scheduler, build_optimizer, lr_by_group
+from hdetr.engine.optim import (build_lr_scheduler, build_optimizer, convert_epoch_scheduler_state, lr_by_group,
+                               set_lr_milestones)
 from hdetr.errors import UserError
 from hdetr.outputs import ModelOutput
 
@@ -102,9 +103,9 @@ def _check_classes(cfg: ExperimentConfig, dataset) -> None:
 class Trainer:
     """Holds one run's model, optimiser, data order and logs; ``run()`` trains to the end or a stop."""
 
-    def __init__(self, cfg: ExperimentConfig, output_dir: str | Path, dist_info: DistInfo) -> None:
+    def __init__(self, cfg: ExperimentConfig, output_dir: str | Path, dist_info: DistInfo, train_set: Dataset,
+                 val_set: Dataset) -> None:
         from hdetr import build_criterion, build_model
-        from hdetr.data import build_dataset
 
         self.cfg, self.tc = cfg, cfg.train
         self.out = Path(output_dir)
@@ -116,29 +117,24 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-        # data first (a wrong path fails in seconds); the main process builds (or generates) it,
-        # the others then read what it made
-        if self.dist.is_main:
-            self.train_set = build_dataset(cfg.data, "train")
-        barrier()
-        if not self.dist.is_main:
-            self.train_set = build_dataset(cfg.data, "train")
+        self.train_set, self.val_set = train_set, val_set
         _check_classes(cfg, self.train_set)
         seed_everything(self.tc.seed + dist_info.rank)
         self.model = build_model(cfg.model).to(self.device)
         self.criterion = build_criterion(cfg.model)
         if isinstance(self.criterion, nn.Module):
             self.criterion.to(self.device)
-        self.val_set = None
         self.optimizer = build_optimizer(self.model, self.tc)
-        self.lr_scheduler = build_lr_scheduler(self.optimizer, self.tc)
         self.sampler = EpochBatchSampler(len(self.train_set), self.tc.batch_size, world_size=dist_info.world_size,
                                          rank=dist_info.rank, seed=self.tc.seed)
+        self.lr_scheduler = build_lr_scheduler(self.optimizer, self.tc, self.sampler.batches_per_epoch)
         self.progress = Progress()
         self.logger = MetricsLogger(self.out, enabled=dist_info.is_main, tensorboard=self.tc.tensorboard)
         self.ddp_model: nn.Module = self.model
         self.last_eval: dict[str, Any] | None = None
         self._session_start = time.perf_counter()
+        # throughput of this session's training steps (not evaluation, not a killed session's steps)
+        self._timed_steps, self._timed_seconds, self._tick = 0, 0.0, time.perf_counter()
 
     # ------------------------------------------------------------ state
 
@@ -166,12 +162,12 @@ class Trainer:
                             f"(fields {', '.join(changed)}); resume with the run's own config.yaml")
         load_exactly(self.model, state["model"], str(self.last_path))
         self.optimizer.load_state_dict(state["optimizer"])
-        self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+        if state.get("version", 1) >= 2:
+            self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+        else:  # a per-epoch schedule's state
+            convert_epoch_scheduler_state(self.lr_scheduler, self.optimizer, state["global_step"])
         # the schedule of the config wins over the saved one, so a resumed run can change lr_drop
-        if isinstance(self.lr_scheduler, torch.optim.lr_scheduler.StepLR):
-            self.lr_scheduler.step_size = self.tc.lr_drop
-        elif isinstance(self.lr_scheduler, torch.optim.lr_scheduler.MultiStepLR):
-            self.lr_scheduler.milestones = collections.Counter(self.tc.lr_drop_epochs)
+        set_lr_milestones(self.lr_scheduler, self.tc, self.sampler.batches_per_epoch)
         self.progress = Progress(epoch=state["epoch"], batches_done=state["batches_done"],
                                  global_step=state["global_step"], elapsed=state.get("elapsed", 0.0),
                                  best=state.get("best"), window=dict(state.get("log_window", {})),
@@ -206,10 +202,6 @@ class Trainer:
     def evaluate(self) -> dict[str, Any] | None:
         """Score the one-to-one predictions on the validation set (all processes share the images),
         log, keep the best."""
-        from hdetr.data import build_dataset
-
-        if self.val_set is None:
-            self.val_set = build_dataset(self.cfg.data, "val")
         metrics = evaluate_model(self.model, self.val_set, batch_size=self.tc.batch_size, device=self.device,
                                  max_images=self.tc.eval_max_images, amp=self.tc.amp,
                                  progress=self.tc.progress and self.dist.is_main,
@@ -263,11 +255,7 @@ class Trainer:
         if not math.isfinite(float(grad_norm)):
             self._diverged(f"grad_norm={float(grad_norm)} (loss={logged['loss']:.6g})", "gradient")
         self.optimizer.step()
-        if self.tc.lr_drop_iters and p.global_step + 1 in self.tc.lr_drop_iters:
-            # on top of the per-epoch schedule (StepLR scales the group's current lr); the dropped lr is in
-            # the optimiser state, so a resumed run continues from it
-            for group in self.optimizer.param_groups:
-                group["lr"] *= 0.1
+        self.lr_scheduler.step()
         logged["grad_norm"] = float(grad_norm)
         return logged
 
@@ -342,8 +330,7 @@ class Trainer:
         self.model.train()
         p, tc = self.progress, self.tc
         stopped_by = self._stop_reason() or ("epochs" if p.epoch >= tc.epochs else None)
-        # throughput: this session's training steps only (not evaluation, not a killed session's steps)
-        self._timed_steps, self._timed_seconds, self._tick = 0, 0.0, time.perf_counter()
+        self._tick = time.perf_counter()
         while stopped_by is None:
             bar = self._progress_bar()
             for images, targets in self._loader():
@@ -414,7 +401,6 @@ class Trainer:
 
     def _end_epoch(self) -> None:
         p, tc = self.progress, self.tc
-        self.lr_scheduler.step()
         p.epoch += 1
         p.batches_done = 0
         due = tc.eval_every_epochs and p.epoch % tc.eval_every_epochs == 0
@@ -453,6 +439,21 @@ class Trainer:
         }
 
 
+def build_datasets(cfg: ExperimentConfig, dist_info: DistInfo) -> tuple[Dataset, Dataset]:
+    """The run's training and validation sets, both before any training (a wrong path fails in seconds).
+
+    The main process builds (or generates) them first, the others then read what it made.
+    """
+    from hdetr.data import build_dataset
+
+    def build() -> tuple[Dataset, Dataset]:
+        return build_dataset(cfg.data, "train"), build_dataset(cfg.data, "val")
+
+    datasets = build() if dist_info.is_main else None
+    barrier()
+    return datasets or build()
+
+
 def train(cfg: ExperimentConfig, output_dir: str | Path, resume: bool = False, overwrite: bool = True) -> dict[str, Any]:
     """Train ``cfg`` into ``output_dir`` (one process, or each process of a torchrun launch).
 
@@ -463,16 +464,15 @@ def train(cfg: ExperimentConfig, output_dir: str | Path, resume: bool = False, o
     ``metrics.jsonl`` and the checkpoints. A folder that already holds a run is
     started afresh when ``overwrite`` (the CLI refuses unless ``--overwrite``).
     """
-    import torch.distributed as dist
-
-    owns_group = not (dist.is_available() and dist.is_initialized())
+    owns_group = not process_group_exists()
     # process-wide settings the run changes, restored for whoever called train()
     threads = torch.get_num_threads()
     deterministic = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     dist_info = init_distributed(cfg.train.device)
     try:
-        return Trainer(cfg, output_dir, dist_info).run(resume=resume, overwrite=overwrite)
+        train_set, val_set = build_datasets(cfg, dist_info)
+        return Trainer(cfg, output_dir, dist_info, train_set, val_set).run(resume=resume, overwrite=overwrite)
     finally:
         if owns_group:
             shutdown_distributed()

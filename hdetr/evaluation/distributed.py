@@ -12,13 +12,11 @@ from typing import Any
 
 import torch.distributed as dist
 
-
-def is_distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+from hdetr.distributed import is_distributed, rank_and_world
 
 
 def rank() -> int:
-    return dist.get_rank() if is_distributed() else 0
+    return rank_and_world()[0]
 
 
 def gather(image_ids: list[int], results: list[dict[str, Any]]) -> tuple[list[int], list[dict[str, Any]]]:
