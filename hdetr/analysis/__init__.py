@@ -5,7 +5,8 @@
   and NMS per branch (paper Table 13); ``covering_predictions`` / ``draw_object_duplicates``: one
   object's predictions in each branch.
 - ``read_report`` / ``plot_nms_gap``: the report of ``python -m hdetr.analysis.report`` (Table 13 at
-  this scale, the NMS gap over training).
+  this scale, the NMS gap over training); ``plot_over_training``: baseline and hybrid over training in one
+  figure (AP without / with NMS, duplicates per object), from that report.
 - ``batch_assignment_stats`` / ``dataset_assignment_stats``: positives per object, matched IoU
   and the score rank of matched queries, per group and layer.
 - ``assignment_curves`` / ``eval_curve`` / ``plot_assignment_curves``: the assignment
@@ -24,6 +25,7 @@ _LAZY = {
     "hdetr.analysis.dynamics": ("assignment_curves", "eval_curve", "plot_assignment_curves"),
     "hdetr.analysis.sampling": ("LayerSampling", "record_sampling", "draw_query_sampling"),
     "hdetr.analysis.report": ("read_report", "plot_nms_gap"),
+    "hdetr.analysis.over_training": ("over_training_series", "plot_over_training"),
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY, globals())

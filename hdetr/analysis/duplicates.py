@@ -127,40 +127,45 @@ def covering_predictions(outputs: dict, gt_box: torch.Tensor, *, score_threshold
 
 @torch.no_grad()
 def draw_object_duplicates(model, image: torch.Tensor, target: dict, object_index: int | None = None, *,
-                           score_threshold: float = 0.3, iou_threshold: float = 0.6, zoom: float = 1.0, axes=None):
-    """One object of one image and, in two panels, the one-to-one and the one-to-many predictions that
+                           score_threshold: float = 0.3, iou_threshold: float = 0.6, zoom: float = 1.0,
+                           baseline=None, axes=None):
+    """One object of one image and, one panel each, the one-to-one and the one-to-many predictions that
     cover it (``covering_predictions``): the one-to-many branch puts several boxes on it, a trained
-    one-to-one branch one. ``object_index`` None picks the object the one-to-many branch covers most.
-    Ground truth: thick green solid; one-to-one: red dotted; one-to-many: blue dashed; their scores in
-    the legend. ``zoom`` > 0 shows the object with that many object sizes of margin on each side (0: the
-    whole image). Returns (axes, object_index, {branch: number of covering predictions})."""
+    one-to-one branch one. ``baseline`` (a one-to-one model) adds a third panel with its predictions on the
+    same object. ``object_index`` None picks the object the one-to-many branch covers most.
+    Ground truth: thick green solid; one-to-one: red dotted; one-to-many: blue dashed; baseline: purple
+    dotted; their scores in the legend. ``zoom`` > 0 shows the object with that many object sizes of margin
+    on each side (0: the whole image). Returns (axes, object_index, {panel: number of covering predictions})."""
     import matplotlib.pyplot as plt
 
     from hdetr.viz.image import image_size, to_display
     from hdetr.viz.static import COLORS, LINESTYLES, _add_box
 
     gt = cxcywh_to_xyxy(target["boxes"].float())
+    panels = [(branch, model, branch, COLORS[branch], LINESTYLES[branch]) for branch in BRANCHES]
+    if baseline is not None:
+        panels.append(("baseline one2one", baseline, "one2one", "#9467bd", LINESTYLES["one2one"]))
     covering = {}
-    for branch in BRANCHES:
-        outputs = branch_outputs(model, [image], branch)
-        covering[branch] = [covering_predictions(outputs, box, score_threshold=score_threshold,
-                                                 iou_threshold=iou_threshold) for box in gt]
+    for title, panel_model, branch, _, _ in panels:
+        outputs = branch_outputs(panel_model, [image], branch)
+        covering[title] = [covering_predictions(outputs, box, score_threshold=score_threshold,
+                                                iou_threshold=iou_threshold) for box in gt]
     if object_index is None:
         object_index = max(range(len(gt)), key=lambda i: len(covering["one2many"][i][1]))
     if axes is None:
-        _, axes = plt.subplots(1, 2, figsize=(9, 4.2))
+        _, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 5.0))
     height, width = image_size(image)
     scale = torch.tensor([width, height, width, height], dtype=torch.float32)
     counts = {}
-    for ax, branch in zip(axes, BRANCHES):
+    for ax, (title, _, branch, colour, linestyle) in zip(axes, panels):
         ax.imshow(to_display(image))
         _add_box(ax, gt[object_index] * scale, COLORS["gt"], LINESTYLES["gt"], linewidth=3.0, label="ground truth")
-        boxes, scores = covering[branch][object_index]
-        counts[branch] = len(scores)
-        listed = ", ".join(f"{v:.2f}" for v in scores.tolist()[:8]) + (", ..." if len(scores) > 8 else "")
+        boxes, scores = covering[title][object_index]
+        counts[title] = len(scores)
+        listed = ", ".join(f"{v:.2f}" for v in scores.tolist()[:6]) + (", ..." if len(scores) > 6 else "")
         for rank, box in enumerate(boxes * scale):
-            _add_box(ax, box, COLORS[branch], LINESTYLES[branch], linewidth=1.5,
-                     label=f"{branch} predictions (scores {listed})" if rank == 0 else None)
+            _add_box(ax, box, colour, linestyle, linewidth=2.0,
+                     label=f"{title} (scores {listed})" if rank == 0 else None)
         x0, y0, x1, y1 = (gt[object_index] * scale).tolist()
         if zoom > 0:  # small objects: the stack of boxes is only visible close up
             mx, my = max(zoom * (x1 - x0), 8.0), max(zoom * (y1 - y0), 8.0)
@@ -170,7 +175,7 @@ def draw_object_duplicates(model, image: torch.Tensor, target: dict, object_inde
             ax.set_xlim(0, width)
             ax.set_ylim(height, 0)
         ax.axis("off")
-        ax.set_title(f"{branch}: {len(scores)} prediction(s) with score > {score_threshold} and "
-                     f"IoU > {iou_threshold}", fontsize=8)
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.02))
+        ax.set_title(f"{title}: {len(scores)} box(es)\nscore > {score_threshold}, IoU > {iou_threshold}",
+                     fontsize=11)
+        ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(0.0, -0.02), frameon=False)
     return axes, object_index, counts

@@ -89,11 +89,34 @@ def sampling_points_in_pixels(sampling: dict[str, torch.Tensor], height: int, wi
     return sampling["locations"].float() * scale
 
 
+_LEVEL_COLOURS = ("#ffe119", "#f032e6", "#42d4f4", "#3cb44b", "#ff8c00")  # bright on dark images, level 0 first
+_BRIGHT = ("#ffe119", "#f032e6", "#42d4f4", "#3cb44b", "#ff8c00", "#ffffff", "#fabed4", "#bfef45")
+
+
+def _legend_handles(levels, heads, by_head: bool, markers: str, colours):
+    """Every colour and every marker of the figure named once (levels and heads, or heads alone), then the
+    reference point and the size code."""
+    from matplotlib.lines import Line2D
+
+    def entry(label, marker="o", colour="#bbbbbb", size=8):
+        return Line2D([], [], linestyle="none", marker=marker, markersize=size, markerfacecolor=colour,
+                      markeredgecolor="black", label=label)
+
+    if by_head:
+        handles = [entry(f"head {h}", markers[h % len(markers)], colours[h % len(colours)]) for h in heads]
+    else:
+        handles = [entry(f"level {l} (colour)", "o", colours[l % len(colours)]) for l in levels]
+        handles += [entry(f"head {h} (marker)", markers[h % len(markers)]) for h in heads]
+    handles.append(entry("reference point", "X", "white", 10))
+    handles.append(entry("size = attention weight", "o", "#bbbbbb", 4))
+    return handles
+
+
 def draw_query_sampling(image: torch.Tensor, sampling: dict[str, torch.Tensor], *, title: str = "",
-                        levels=None, heads=None, ax=None):
+                        levels=None, heads=None, legend: bool = True, ax=None):
     """The image with one query's sampling points: colour = feature level, size = attention weight,
     marker = head (the reference point as a white cross); ``levels`` / ``heads`` (lists of indices)
-    draw only those. Returns the Axes."""
+    draw only those; ``legend`` False leaves the legend to another panel of the figure. Returns the Axes."""
     import matplotlib.pyplot as plt
 
     from hdetr.viz.image import image_size, to_display
@@ -107,22 +130,23 @@ def draw_query_sampling(image: torch.Tensor, sampling: dict[str, torch.Tensor], 
     num_heads, num_levels, _, _ = points.shape
     shown_levels = list(range(num_levels) if levels is None else levels)
     shown_heads = list(range(num_heads) if heads is None else heads)
-    # one level shown: colour tells the heads apart; several: colour = level, marker = head
+    # one level shown: colour tells the heads apart; several: colour = level, marker = head. Bright colours with a
+    # white edge: the synthetic images are dark and textured, a dark marker would vanish on them.
     by_head = len(shown_levels) == 1
     markers = "os^vD<>Pp*"
-    colours = plt.get_cmap("tab10" if by_head else "viridis")(
-        list(range(num_heads)) if by_head else torch.linspace(0, 0.9, num_levels).tolist())
+    colours = _BRIGHT if by_head else _LEVEL_COLOURS
     for h in shown_heads:
         for l in shown_levels:
-            label = f"head {h}" if by_head else (f"level {l}" if h == shown_heads[0] else None)
-            ax.scatter(points[h, l, :, 0], points[h, l, :, 1], s=20 + 400 * weights[h, l],
-                       marker=markers[h % len(markers)], color=colours[h if by_head else l], edgecolors="black",
-                       linewidths=0.4, alpha=0.85, label=label)
+            ax.scatter(points[h, l, :, 0], points[h, l, :, 1], s=25 + 400 * weights[h, l],
+                       marker=markers[h % len(markers)], color=colours[(h if by_head else l) % len(colours)],
+                       edgecolors="white", linewidths=0.8, alpha=0.9)
     ref = sampling["reference"][0, :2].float() * torch.tensor([width, height])
-    ax.scatter([ref[0]], [ref[1]], marker="X", s=120, color="white", edgecolors="black", label="reference point")
+    ax.scatter([ref[0]], [ref[1]], marker="X", s=160, color="white", edgecolors="black", linewidths=1.2)
     ax.set_xlim(0, width)
     ax.set_ylim(height, 0)
     ax.axis("off")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    ax.set_title(title, fontsize=11)
+    if legend:
+        ax.legend(handles=_legend_handles(shown_levels, shown_heads, by_head, markers, colours), fontsize=9,
+                  loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     return ax

@@ -2,7 +2,7 @@
 
 Static (matplotlib, renders anywhere, used in CI):
 ``draw_assignments``, ``draw_assignments_by_layer``, ``draw_models_side_by_side``, ``draw_cost_heatmap``,
-``draw_detections``,
+``draw_detections``, ``draw_detections_side_by_side``,
 ``draw_plan``.
 Interactive (plotly + ipywidgets, for JupyterLab): ``assignment_figure``, ``AssignmentExplorer``,
 ``MatchingWalkthrough`` (the full cost matrix of one image and layer, re-matched live for any K).
@@ -16,13 +16,13 @@ from hdetr.viz.image import boxes_to_pixels, to_display
 from hdetr.viz.interactive import AssignmentExplorer, assignment_figure, rows_to_html
 from hdetr.viz.plan import describe_groups, draw_plan, plan_grid, plan_markdown
 from hdetr.viz.static import (draw_assignments, draw_assignments_by_layer, draw_cost_heatmap,
-                              draw_detections, draw_models_side_by_side)
+                              draw_detections, draw_detections_side_by_side, draw_models_side_by_side)
 from hdetr.viz.walkthrough import MatchingWalkthrough
 
 __all__ = [
     "AssignmentExplorer", "CostTerms", "GROUPS", "MatchingWalkthrough", "assignment_figure", "boxes_to_pixels",
     "cost_terms", "describe_groups", "draw_assignments", "draw_assignments_by_layer", "draw_cost_heatmap",
-    "draw_detections", "draw_models_side_by_side", "draw_plan", "layers_of", "matched_boxes", "plan_grid", "plan_markdown", "predicted_boxes",
+    "draw_detections", "draw_detections_side_by_side", "draw_models_side_by_side", "draw_plan", "layers_of", "matched_boxes", "plan_grid", "plan_markdown", "predicted_boxes",
     "predicted_scores", "query_offset", "query_rows", "rematch", "rows_to_html", "runner_ups", "select_records",
     "to_display"
 ]

@@ -200,16 +200,23 @@ def draw_cost_heatmap(records: Sequence[Any], *, image_index: int = 0, layer: in
 
 
 def draw_detections(image: torch.Tensor, detections: dict, *, score_threshold: float = 0.3,
-                    class_names: Sequence[str] | None = None, topk_if_none: int = 0, ax=None):
+                    class_names: Sequence[str] | None = None, topk_if_none: int = 0, target: dict | None = None,
+                    legend: bool = True, ax=None):
     """Draw ``model.predict`` output for one image: boxes [k, 4] xyxy pixels, scores [k], labels [k].
 
     Boxes are in the pixels of the image as given; detections below ``score_threshold``
     are skipped, except that when none passes it and ``topk_if_none`` > 0 the
-    ``topk_if_none`` best are drawn (dashed) and the title says so. Returns the Axes (one
-    patch per drawn detection).
+    ``topk_if_none`` best are drawn (dashed) and the title says so. ``target`` (the
+    dataset's target of the image) adds its ground-truth boxes, thick green, so that a
+    missed object or a second box on one object can be seen. Labels sit inside their box's
+    top edge, clear of the title. Returns the Axes (one patch per drawn box).
     """
     ax = _new_ax(ax)
     ax.imshow(to_display(image))
+    height, width = image_size(image)
+    if target is not None and len(target["labels"]):
+        for i, box in enumerate(boxes_to_pixels(target["boxes"], height, width).tolist()):
+            _add_box(ax, box, COLORS["gt"], linewidth=3.0, label="ground truth" if i == 0 else None)
     all_scores = detections["scores"].detach().cpu()
     keep = all_scores >= score_threshold
     fallback = not bool(keep.any()) and topk_if_none > 0 and len(all_scores) > 0
@@ -219,18 +226,40 @@ def draw_detections(image: torch.Tensor, detections: dict, *, score_threshold: f
     boxes = detections["boxes"].detach().cpu()[keep]
     scores = all_scores[keep].tolist()
     labels = detections["labels"].detach().cpu()[keep].tolist()
-    for box, score, label in zip(boxes.tolist(), scores, labels):
-        _add_box(ax, box, COLORS["detection"], linestyle="--" if fallback else "-", linewidth=1.5)
+    for i, (box, score, label) in enumerate(zip(boxes.tolist(), scores, labels)):
+        _add_box(ax, box, COLORS["detection"], linestyle="--" if fallback else "-", linewidth=1.5,
+                 label="detection (class score)" if i == 0 else None)
         name = class_names[label] if class_names else str(label)
-        ax.text(box[0], box[1], f"{name} {score:.2f}", color="black", fontsize=7, va="bottom",
-                bbox=dict(facecolor=COLORS["detection"], alpha=0.8, pad=1, linewidth=0))
-    height, width = image_size(image)
+        ax.text(box[0] + 1, box[1] + 1, f"{name} {score:.2f}", color="black", fontsize=8, va="top",
+                bbox=dict(facecolor=COLORS["detection"], alpha=0.75, pad=1, linewidth=0))
     ax.set_xlim(0, width)
     ax.set_ylim(height, 0)
     if fallback:
         ax.set_title(f"no detection with score >= {score_threshold}: the top {len(scores)} drawn (dashed) "
-                     f"with their scores", fontsize=9)
+                     f"with their scores", fontsize=10, pad=8)
     else:
-        ax.set_title(f"{len(scores)} detections with score >= {score_threshold}", fontsize=9)
+        gt = f", {len(target['labels'])} objects" if target is not None else ""
+        ax.set_title(f"{len(scores)} detections with score >= {score_threshold}{gt}", fontsize=11, pad=8)
+    if legend and ax.patches:
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=2, fontsize=9, frameon=False)
     ax.axis("off")
     return ax
+
+
+def draw_detections_side_by_side(image: torch.Tensor, target: dict, detections: dict, *,
+                                 score_threshold: float = 0.3, class_names: Sequence[str] | None = None,
+                                 topk_if_none: int = 0, panel_size: float = 5.5):
+    """The same image's detections from several models, each panel with the ground truth, one shared legend.
+
+    detections: title -> ``model.predict`` output for the image. Returns the Figure (panels in that order).
+    """
+    fig, axes = plt.subplots(1, len(detections), figsize=(panel_size * len(detections), panel_size + 0.6),
+                             squeeze=False)
+    flat = axes.ravel()
+    for ax, (title, found) in zip(flat, detections.items()):
+        draw_detections(image, found, score_threshold=score_threshold, class_names=class_names,
+                        topk_if_none=topk_if_none, target=target, legend=False, ax=ax)
+        ax.set_title(f"{title}\n{ax.get_title()}", fontsize=12, pad=8)
+    fig.tight_layout(rect=(0, 0.6 / (panel_size + 0.6), 1, 1))
+    shared_legend(fig, flat)
+    return fig
