@@ -41,9 +41,18 @@ def test_plan_markdown_and_figure():
     assert md[2] == "| decoder 0 | 1:K=4 | 1:K=4 | 1:K=4 |" and md[-1] == "| decoder 2 | 1:1 | 1:1 | 1:1 |"
     ax = draw_plan(config)
     image = ax.images[0].get_array()
-    assert image.shape == (3, 3, 3)
+    assert image.shape == (3, 1, 3)  # three equal epochs: one column
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1-3"]
     assert np.allclose(image[0, 0], [0x1F / 255, 0x77 / 255, 0xB4 / 255])  # one-to-many blue
-    assert len(ax.texts) == 9
+    assert [t.get_text() for t in ax.texts] == ["1:K=4", "1:K=4", "1:1"]  # the scheme's own K
+    plt.close("all")
+
+
+def test_the_epoch_scheme_gets_one_column_per_phase():
+    config = ModelConfig(scheme="hybrid_epoch", num_queries_one2many=0, k_one2many=10, **SMALL)  # rho 2/3 of 3
+    ax = draw_plan(config, legend=False)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1-2", "3"] and ax.get_legend() is None
+    assert ax.images[0].get_array().shape[1] == 2 and ax.texts[0].get_text() == "1:K=10"
     plt.close("all")
 
 

@@ -86,40 +86,54 @@ def plan_markdown(config, epochs: Sequence[int] | None = None) -> str:
     return "\n".join(lines)
 
 
-def draw_plan(config, epochs: Sequence[int] | None = None, ax=None, title: str | None = None):
-    """Colour grid of ``plan_grid``: red one-to-one, blue one-to-many, purple both, orange G one-to-one
-    query groups, white none (a legend beside the grid says so).
+def _epoch_spans(grid: dict) -> list[tuple[int, int]]:
+    """(first, last) column indices of each run of identical columns: twelve equal epochs are one span."""
+    spans: list[tuple[int, int]] = []
+    for j in range(len(grid["epochs"])):
+        same = spans and all(row[j] == row[spans[-1][0]] for row in grid["text"]) and \
+            (grid["kind"][:, j] == grid["kind"][:, spans[-1][0]]).all()
+        spans[-1:] = [(spans[-1][0], j)] if same else [*spans[-1:], (j, j)]
+    return spans
 
-    Returns the Axes; each supervised cell carries its ``describe_groups`` text.
+
+def draw_plan(config, epochs: Sequence[int] | None = None, ax=None, title: str | None = None, legend: bool = True):
+    """Colour grid of ``plan_grid``: red one-to-one, blue one-to-many, purple both, orange G one-to-one
+    query groups, white none. Epochs with the same plan share one column (labelled with their range), and
+    each cell says how it is supervised with the scheme's own K and G (``describe_groups``: "1:K=6",
+    "4 groups x 1:1"). ``legend`` False leaves the colour legend to another panel.
+
+    Returns the Axes.
     """
     grid = plan_grid(config, epochs)
+    spans = _epoch_spans(grid)
     if ax is None:
-        _, ax = plt.subplots(figsize=(0.6 * len(grid["epochs"]) + 1.5, 0.45 * len(grid["layers"]) + 1))
-    rgb = np.ones(grid["kind"].shape + (3,))
+        _, ax = plt.subplots(figsize=(2.2 * len(spans) + 2.5, 0.5 * len(grid["layers"]) + 1.2))
+    rgb = np.ones((len(grid["layers"]), len(spans), 3))
+    kind = grid["kind"][:, [first for first, _ in spans]]
     for k, color in enumerate(KIND_COLORS):
-        rgb[grid["kind"] == k] = [int(color[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+        rgb[kind == k] = [int(color[i:i + 2], 16) / 255 for i in (1, 3, 5)]
     ax.imshow(rgb, aspect="auto")
-    short = len(grid["epochs"]) > 8
     for i, row in enumerate(grid["text"]):
-        for j, cell in enumerate(row):
-            if cell != "-":
-                label = {KIND_ONE2ONE: "1:1", KIND_ONE2MANY: "1:K", KIND_BOTH: "both",
-                         KIND_GROUPS: "Gx1:1"}[grid["kind"][i, j]] \
-                    if short else cell
-                ax.text(j, i, label, ha="center", va="center", fontsize=7, color="white", fontweight="bold")
-    ax.set_xticks(range(len(grid["epochs"])), [str(e + 1) for e in grid["epochs"]], fontsize=7)
+        for j, (first, _) in enumerate(spans):
+            if row[first] != "-":
+                ax.text(j, i, row[first], ha="center", va="center", fontsize=9, color="white", fontweight="bold")
+    numbers = [grid["epochs"][first] + 1 for first, _ in spans]
+    lasts = [grid["epochs"][last] + 1 for _, last in spans]
+    ax.set_xticks(range(len(spans)), [f"{a}" if a == b else f"{a}-{b}" for a, b in zip(numbers, lasts)],
+                  fontsize=9)
     ax.set_yticks(range(len(grid["layers"])),
-                  ["enc" if l == ENCODER_LAYER else f"dec {l}" for l in grid["layers"]], fontsize=7)
-    ax.set_xlabel("epoch", fontsize=8)
-    ax.set_title(title or config.scheme, fontsize=9)
-    from matplotlib.patches import Patch
+                  ["encoder" if l == ENCODER_LAYER else f"decoder {l}" for l in grid["layers"]], fontsize=9)
+    ax.set_xlabel("epochs", fontsize=9)
+    ax.set_title(title or config.scheme, fontsize=11)
+    if legend:
+        from matplotlib.patches import Patch
 
-    legend = [Patch(facecolor=KIND_COLORS[KIND_ONE2ONE], label="one-to-one only"),
-              Patch(facecolor=KIND_COLORS[KIND_ONE2MANY], label="one-to-many only"),
-              Patch(facecolor=KIND_COLORS[KIND_BOTH], label="both (two query sets)"),
-              Patch(facecolor=KIND_COLORS[KIND_GROUPS], label="one-to-one in each of G query groups"),
-              Patch(facecolor="white", edgecolor="grey", label="not supervised")]
-    ax.legend(handles=legend, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+        handles = [Patch(facecolor=KIND_COLORS[KIND_ONE2ONE], label="one-to-one only"),
+                   Patch(facecolor=KIND_COLORS[KIND_ONE2MANY], label="one-to-many only"),
+                   Patch(facecolor=KIND_COLORS[KIND_BOTH], label="both (two query sets)"),
+                   Patch(facecolor=KIND_COLORS[KIND_GROUPS], label="one-to-one in each of G query groups"),
+                   Patch(facecolor="white", edgecolor="grey", label="not supervised")]
+        ax.legend(handles=handles, fontsize=9, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     return ax
 
 
