@@ -62,3 +62,23 @@ def test_science_summary_quotes_the_findings(tmp_path):
     assert science_headline(tmp_path) == "The hybrid wins here."
     assert "The hybrid wins here." in science_summary(tmp_path)
     assert science_headline(tmp_path / "absent") is None
+
+
+@pytest.mark.parametrize("path", TEACHING, ids=lambda p: p.stem)
+def test_numbers_typed_in_the_prose_come_from_a_report_the_paper_or_the_code(path):
+    """A decimal number in a notebook's markdown (exercises included) is one a committed report or the paper
+    holds, or a setting of the notebook's own code cells; a measured number typed by hand and left behind by a
+    re-run report would fail here."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    number = re.compile(r"(?<![\w.])[-+]?\d+\.\d+")
+    published = [p.read_text() for p in (root / "reports").rglob("*") if p.suffix in (".md", ".json")]
+    published.append((root / "hdetr" / "paper_tables.json").read_text())
+    measured = {m.lstrip("+") for text in published for m in number.findall(text)}
+    measured |= {f"{float(m):.1f}" for m in set(measured)}  # prose may round a report's number to one decimal
+    nb = nbformat.read(path, 4)
+    settings = {m.lstrip("+") for c in nb.cells if c.cell_type == "code" for m in number.findall(c.source)}
+    typed = {m.lstrip("+") for c in nb.cells if c.cell_type == "markdown" for m in number.findall(c.source)}
+    assert typed <= measured | settings, f"{path.name}: numbers typed in markdown that no report, paper table " \
+                                         f"or code cell holds: {sorted(typed - measured - settings)}"
