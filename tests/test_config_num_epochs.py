@@ -40,7 +40,8 @@ def test_a_legacy_num_epochs_that_differs_is_dropped_unless_the_scheme_is_the_ep
     assert experiment_from_dict(_legacy("synthetic_demo_baseline", 50)).to_dict() == baseline.to_dict()
     epoch = get_preset("synthetic_demo_hybrid_epoch")
     with pytest.raises(ConfigError) as info:
-        experiment_from_dict(_legacy("synthetic_demo_hybrid_epoch", epoch.train.epochs + 1), source="old/config.yaml")
+        experiment_from_dict(_legacy("synthetic_demo_hybrid_epoch", epoch.train.epochs + 1),
+                             source="old/config.yaml")
     message = str(info.value)
     assert message.startswith("old/config.yaml: ExperimentConfig: ")
     assert f"model.num_epochs={epoch.train.epochs + 1}" in message

@@ -160,7 +160,7 @@ def test_query_counts_must_match_the_hf_model():
     config = hf.model_config(model.config, "hybrid_layer")
     assert (config.num_queries_one2one, config.one2many_layers, config.one2one_layers) == (12, 1, 1)
     assert config.num_classes == NUM_CLASSES and config.dec_layers == 2 and not config.two_stage
-    with pytest.raises(UserError, match=r"num_epochs is not a ModelConfig field.*build_criterion\(config, num_epochs"):
+    with pytest.raises(UserError, match=r"num_epochs is not a ModelConfig field.*build_criterion\(config, "):
         hf.model_config(model.config, "hybrid_epoch", num_epochs=3)
 
 

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-
 from typing import Any
 
 from hdetr.config.base import Config
@@ -52,6 +51,7 @@ MOVED_NUM_EPOCHS = ("model.num_epochs is no longer a field: the epoch scheme's s
 def without_legacy_fields(data: dict[str, Any]) -> dict[str, Any]:
     """A saved model config's mapping without the fields it held before they moved (``num_epochs``)."""
     return {k: v for k, v in data.items() if k != LEGACY_NUM_EPOCHS}
+
 
 SCHEMES = ("baseline", "hybrid_branch", "hybrid_epoch", "hybrid_layer", "group_detr")
 BACKBONES = (
