@@ -3,7 +3,8 @@
 Top-level entry points (imported lazily so ``import hdetr`` stays cheap):
 
 - ``hdetr.build_model(config)`` -> H-Deformable-DETR ``nn.Module`` (``model.predict``)
-- ``hdetr.build_criterion(config)`` -> the hybrid-matching criterion
+- ``hdetr.build_criterion(config, num_epochs=None)`` -> the hybrid-matching criterion (``num_epochs``,
+  the training schedule's length ``train.epochs``, for the epoch scheme)
 - ``hdetr.from_official_checkpoint(path_or_state_dict, **overrides)`` -> model
 - ``hdetr.to_official_state_dict(model)`` -> state dict the official code loads
 - ``hdetr.load_reference(name)`` / ``hdetr.list_references()``: the shipped trained models

@@ -1,7 +1,8 @@
 """The H-DETR criterion: focal + L1 + GIoU over the groups of the supervision plan.
 
-``build_criterion(config)(outputs, targets, epoch=0, record=False)`` returns the
-official loss dict; the total loss is
+``build_criterion(config, num_epochs=None)(outputs, targets, epoch=0, record=False)`` returns
+the official loss dict (``num_epochs``: the training schedule's length, ``train.epochs``,
+needed by the epoch scheme only); the total loss is
 ``sum(losses[k] * criterion.weight_dict[k] for k in criterion.weight_dict if k in losses)``.
 
 Loss keys (the official names, so logs compare with the official code)
@@ -53,7 +54,7 @@ from hdetr.boxes import box_iou, cxcywh_to_xyxy, paired_generalized_box_iou
 from hdetr.errors import UserError
 from hdetr.matching.costs import class_cost, giou_cost, l1_cost
 from hdetr.matching.hungarian import Assignment, HungarianMatcher, MatchProblem
-from hdetr.matching.plan import Group, loss_suffix, plan, query_slice
+from hdetr.matching.plan import Group, check_schedule, loss_suffix, plan, query_slice
 from hdetr.matching.records import AssignmentRecord
 from hdetr.matching.targets import PaddedTargets, pad_targets
 from hdetr.outputs import ENCODER_LAYER, ONE2MANY, ONE2ONE, ModelOutput
@@ -78,7 +79,7 @@ def average_num_boxes(count: int, device: torch.device) -> float:
     return total.item()
 
 
-def official_weight_dict(config) -> dict[str, float]:
+def official_weight_dict(config, num_epochs: int | None = None) -> dict[str, float]:
     """Weights in the official layout: every key with and without ``_one2many``.
 
     As in the official code, the ``_enc`` keys are weighted only when aux_loss is on:
@@ -94,7 +95,7 @@ def official_weight_dict(config) -> dict[str, float]:
         if config.two_stage:
             weights.update({f"{k}_enc": v for k, v in base.items()})
     # every key once per supervision the plan can name (the official "" and "_one2many", Group DETR's groups)
-    suffixes = dict.fromkeys(["", "_one2many", *(loss_suffix(g.tag) for g in plan(config))])
+    suffixes = dict.fromkeys(["", "_one2many", *(loss_suffix(g.tag) for g in plan(config, 0, num_epochs))])
     return {f"{k}{suffix}": v for k, v in weights.items() for suffix in suffixes}
 
 
@@ -123,11 +124,13 @@ class _StackedGroups:
 class HybridCriterion(nn.Module):
     """Loss of every scheme; see the module docstring for the keys."""
 
-    def __init__(self, config):
+    def __init__(self, config, num_epochs: int | None = None):
         super().__init__()
+        check_schedule(config, num_epochs, "build_criterion")
         self.config = config
+        self.num_epochs = num_epochs  # the training schedule's length (the epoch scheme's rho refers to it)
         self.matcher = HungarianMatcher.from_config(config)
-        self.weight_dict = official_weight_dict(config)
+        self.weight_dict = official_weight_dict(config, num_epochs)
         self.last_assignments: list[AssignmentRecord] = []
 
     def forward(self, outputs: ModelOutput | dict, targets: list[dict], epoch: int = 0,
@@ -165,7 +168,7 @@ class HybridCriterion(nn.Module):
         return [(g, per_image) for s, m in zip(stacks, matches) for g, per_image in zip(s.groups, m)]
 
     def _match(self, outputs: ModelOutput, padded: PaddedTargets, epoch: int):
-        stacks = self._stack(plan(self.config, epoch), outputs, padded)
+        stacks = self._stack(plan(self.config, epoch, self.num_epochs), outputs, padded)
         matches = self.matcher.match([
             MatchProblem(s.logits, s.boxes, s.targets, s.first.repeat_k, s.name) for s in stacks
         ])
@@ -382,6 +385,10 @@ def _class_error(logits: torch.Tensor, pairs: _Pairs, labels: torch.Tensor, laye
         return 100 - accuracy
 
 
-def build_criterion(config) -> HybridCriterion:
-    """The criterion for ``config`` (a ModelConfig: scheme, K, T, lambda, rho, L1/L2, costs, weights)."""
-    return HybridCriterion(config)
+def build_criterion(config, num_epochs: int | None = None) -> HybridCriterion:
+    """The criterion for ``config`` (a ModelConfig: scheme, K, T, lambda, rho, L1/L2, costs, weights).
+
+    ``num_epochs``: the training schedule's length (``train.epochs``), whose first rho the epoch
+    scheme (``hybrid_epoch``) matches one-to-many; required for that scheme, not needed by the others.
+    """
+    return HybridCriterion(config, num_epochs)

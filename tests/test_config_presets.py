@@ -38,8 +38,8 @@ def test_paper_recipes():
     # a variant differs from its base only in what it names
     diff = {k for k, v in base.to_dict().items() if v != m.to_dict()[k]}
     assert diff == {"scheme", "num_queries_one2many"}
-    epoch = get_preset("coco_r50_hybrid_epoch_36ep").model
-    assert (epoch.num_queries_one2one, epoch.k_one2many, epoch.num_epochs) == (1800, 10, 36)
+    epoch = get_preset("coco_r50_hybrid_epoch_36ep")
+    assert (epoch.model.num_queries_one2one, epoch.model.k_one2many, epoch.train.epochs) == (1800, 10, 36)
     layer = get_preset("coco_swin_t_hybrid_layer_12ep").model
     assert (layer.backbone, layer.one2many_layers, layer.one2one_layers) == ("swin_tiny", 4, 2)
     assert get_preset("coco_swin_l_baseline_36ep").model.drop_path_rate == 0.5
@@ -77,8 +77,9 @@ def test_overrides_are_typed_and_validated():
         apply_overrides(cfg, ["model.k_one2many"])
     with pytest.raises(ConfigError, match="only exists in the hybrid_branch"):
         apply_overrides(cfg, ["model.scheme=baseline"])
-    with pytest.raises(ConfigError, match="model.num_epochs=2 .* differs from train.epochs=5"):
-        apply_overrides(cfg, ["model.scheme=hybrid_epoch", "model.num_queries_one2many=0", "train.epochs=5"])
+    # the epoch scheme's schedule is train.epochs alone: nothing else to keep equal
+    epoch = apply_overrides(cfg, ["model.scheme=hybrid_epoch", "model.num_queries_one2many=0", "train.epochs=5"])
+    assert epoch.train.epochs == 5 and "num_epochs" not in epoch.to_dict()["model"]
 
 
 def test_yaml_file_names_a_base_and_what_differs(tmp_path):
@@ -106,6 +107,9 @@ def _one_line_error(capsys, argv):
     (["train", "--preset", "synthetic_tiny", "--set", "train.lr=fast"], "TrainConfig.lr: got 'fast', expected a number"),
     (["train", "--preset", "synthetic_tiny", "--set", "model.two_stage=false"], "mixed_selection=True needs two_stage"),
     (["train", "--preset", "synthetic_tiny", "--set", "train.batch_size=0"], "batch_size=0 must be >= 1"),
+    (["train", "--preset", "synthetic_tiny", "--set", "model.num_epochs=3"],
+     "model.num_epochs is no longer a field: the epoch scheme's schedule is the training schedule, train.epochs; "
+     "use train.epochs=3 instead"),
     (["eval", "--checkpoint", "/no/such.pth"], "checkpoint /no/such.pth: does not exist"),
 ])
 def test_cli_bad_configs_get_one_clear_line(capsys, argv, expected):

@@ -141,9 +141,8 @@ def test_baseline_gives_the_official_one_to_one_terms(fixture):
 
 
 def test_epoch_scheme_keys_follow_the_phase(fixture):
-    config = fixture_config(fixture, scheme="hybrid_epoch", num_queries_one2many=0, num_epochs=3,
-                            one2many_epoch_fraction=2 / 3)
-    criterion = build_criterion(config)
+    config = fixture_config(fixture, scheme="hybrid_epoch", num_queries_one2many=0, one2many_epoch_fraction=2 / 3)
+    criterion = build_criterion(config, num_epochs=3)  # a 3-epoch schedule: one-to-many for epochs 0 and 1
     early = criterion(fixture["train_outputs"], targets_of(fixture), epoch=1)
     late = criterion(fixture["train_outputs"], targets_of(fixture), epoch=2)
     decoder_keys = {"loss_ce", "loss_bbox", "loss_giou", "cardinality_error", "loss_ce_0", "loss_bbox_0",

@@ -49,7 +49,7 @@ def tiny_data(tmp_path_factory):
 
 
 def _overrides(root, *extra):
-    return ["data.root=" + str(root), "train.epochs=2", "model.num_epochs=2", "train.lr_drop=1",
+    return ["data.root=" + str(root), "train.epochs=2", "train.lr_drop=1",
             "train.eval_max_images=4", "train.deterministic=true", "data.num_workers=0", *extra]
 
 
@@ -152,8 +152,8 @@ def test_a_non_finite_loss_stops_with_the_step_and_terms_named_and_keeps_the_las
         tiny_data, tmp_path, monkeypatch):
     real_build = hdetr.build_criterion
 
-    def build_poisoned(config):
-        criterion = real_build(config)
+    def build_poisoned(config, num_epochs=None):
+        criterion = real_build(config, num_epochs)
         original = criterion.forward
         calls = {"n": 0}
 
@@ -220,7 +220,8 @@ def test_the_wall_clock_guard_stops_with_a_checkpoint_and_resume_checks_the_mode
 def test_a_checkpoint_of_the_per_epoch_schedule_resumes_exactly_on_the_step_schedule(tiny_data, tmp_path):
     """Checkpoints written before the schedule counted steps (version 1: a StepLR stepped per epoch) carry
     their learning rates in the optimiser state; resumed on the step schedule they end where a straight
-    run ends. The stop falls after the epoch-1 drop (4 steps per epoch), between it and the step-7 drop."""
+    run ends. The stop falls after the epoch-1 drop (4 steps per epoch), between it and the step-7 drop. Their
+    model config also held num_epochs (the schedule, now train.epochs alone), which does not make it another."""
     from hdetr.checkpoints.training import save_atomic
 
     cfg = apply_overrides(get_preset("synthetic_tiny"), _overrides(tiny_data, "train.lr_drop_iters=[7]"))
@@ -232,6 +233,7 @@ def test_a_checkpoint_of_the_per_epoch_schedule_resumes_exactly_on_the_step_sche
     state["version"] = 1
     state["lr_scheduler"] = {"step_size": 1, "gamma": 0.1, "base_lrs": [lr * 10 for lr in lrs], "last_epoch": 1,
                              "_step_count": 2, "_last_lr": lrs}
+    state["config"]["model"]["num_epochs"] = cfg.train.epochs  # as configs held then: the same model config
     save_atomic(state, tmp_path / "old" / "checkpoint_last.pth")
     resumed = train(cfg, tmp_path / "old", resume=True)
     assert resumed["global_step"] == 8 and resumed["resumed"]

@@ -35,7 +35,7 @@ def test_cpu_lvis_has_rare_common_and_frequent_categories_and_cpu_ablation_epoch
     epoch = variant_config(spec.base, next(v for v in spec.variants if v.key == "hybrid_epoch"), 0)
     steps_per_epoch = epoch.data.synthetic_images // epoch.train.batch_size
     assert steps_per_epoch * epoch.train.epochs == epoch.train.max_iters == spec.base.train.max_iters
-    assert 0 < one2many_epochs(epoch.model) < epoch.train.epochs
+    assert 0 < one2many_epochs(epoch.model, epoch.train.epochs) < epoch.train.epochs
 
 
 def test_lvis_and_paper_scale():
@@ -57,10 +57,12 @@ def test_ablation_variants_and_sweep_points():
     keys = [v.key for v in spec.variants]
     assert keys == ["baseline", "hybrid_branch", "hybrid_epoch", "hybrid_layer", "group_detr", "baseline_equal_queries",
                     "k1", "lambda0.5"]
-    configs = {v.key: variant_config(spec.base, v, 0).model for v in spec.variants}
+    runs = {v.key: variant_config(spec.base, v, 0) for v in spec.variants}
+    configs = {key: run.model for key, run in runs.items()}
     assert configs["hybrid_layer"].one2many_layers + configs["hybrid_layer"].one2one_layers == configs["hybrid_layer"].dec_layers
-    assert configs["hybrid_epoch"].num_epochs == variant_config(spec.base, spec.variants[2], 0).train.epochs
-    assert one2many_epochs(configs["hybrid_epoch"]) == 2  # 2 of the 3 epochs one-to-many, the last one-to-one
+    assert runs["hybrid_epoch"].train.epochs == 3
+    # 2 of the 3 epochs one-to-many, the last one-to-one
+    assert one2many_epochs(configs["hybrid_epoch"], runs["hybrid_epoch"].train.epochs) == 2
     assert (configs["k1"].k_one2many, configs["k1"].num_queries_one2many) == (1, 10)
     assert configs["lambda0.5"].lambda_one2many == 0.5
     assert spec.variants[6].paper == {"AP": 46.4} and spec.variants[7].paper == {"AP": 48.4}

@@ -1,5 +1,8 @@
 """The supervision plan of every scheme."""
+import pytest
+
 from hdetr.config.model import ModelConfig, baseline, group_detr, hybrid_branch, hybrid_epoch, hybrid_layer
+from hdetr.errors import ConfigError, UserError
 from hdetr.outputs import ONE2MANY, ONE2ONE
 from hdetr.matching.plan import (ENCODER_LAYER, Group, decoder_positives, loss_suffix, one2many_epochs, plan,
                                   query_slice)
@@ -24,17 +27,40 @@ def test_hybrid_branch_adds_the_one_to_many_queries_on_every_layer():
 
 
 def test_hybrid_epoch_switches_to_one_to_one_after_rho_of_the_epochs():
-    config = hybrid_epoch(num_epochs=12, one2many_epoch_fraction=2 / 3, k_one2many=10)
-    assert one2many_epochs(config) == 8
+    config = hybrid_epoch(one2many_epoch_fraction=2 / 3, k_one2many=10)
+    assert one2many_epochs(config, 12) == 8  # rho = 2/3 of a 12-epoch schedule: epochs 0-7 one-to-many
     for epoch in range(8):
-        decoder = [g for g in plan(config, epoch) if g.layer != ENCODER_LAYER]
+        decoder = [g for g in plan(config, epoch, num_epochs=12) if g.layer != ENCODER_LAYER]
         assert decoder == [Group(l, "one2one", 10, 1.0, "one2many") for l in range(6)]
     for epoch in (8, 11):
-        assert all(g.repeat_k == 1 and g.tag == "one2one" for g in plan(config, epoch))
+        assert all(g.repeat_k == 1 and g.tag == "one2one" for g in plan(config, epoch, 12))
     # the encoder proposals stay one-to-one in both phases
-    assert plan(config, 0)[-1] == Group(ENCODER_LAYER, "one2one", 1, 1.0, "one2one")
-    assert one2many_epochs(hybrid_epoch(num_epochs=36, one2many_epoch_fraction=2 / 3)) == 24
-    assert one2many_epochs(hybrid_epoch(num_epochs=10, one2many_epoch_fraction=0.25)) == 3  # ceil(2.5)
+    assert plan(config, 0, 12)[-1] == Group(ENCODER_LAYER, "one2one", 1, 1.0, "one2one")
+    assert one2many_epochs(hybrid_epoch(one2many_epoch_fraction=2 / 3), 36) == 24
+    assert one2many_epochs(hybrid_epoch(one2many_epoch_fraction=0.25), 10) == 3  # ceil(2.5)
+    # the phase follows the schedule given: the same config over 3 epochs switches after 2
+    assert [plan(config, e, 3)[0].tag for e in range(3)] == ["one2many", "one2many", "one2one"]
+
+
+def test_the_schedule_length_is_an_argument_the_epoch_scheme_requires():
+    epoch = hybrid_epoch()
+    with pytest.raises(UserError, match=r"plan: scheme=hybrid_epoch needs num_epochs, the training schedule's "
+                                        r"length \(train.epochs\)"):
+        plan(epoch, 0)
+    with pytest.raises(UserError, match="plan: scheme=hybrid_epoch needs num_epochs"):
+        decoder_positives(epoch, 0, num_objects=3)
+    with pytest.raises(UserError, match="one2many_epochs: scheme=hybrid_epoch needs num_epochs"):
+        one2many_epochs(epoch, None)
+    with pytest.raises(UserError, match=r"num_epochs=0 must be an integer >= 1"):
+        plan(epoch, 0, num_epochs=0)
+    # the other schemes do not depend on it: accepted and ignored
+    for config in (baseline(), hybrid_branch(), hybrid_layer(), group_detr()):
+        assert plan(config, 5) == plan(config, 5, num_epochs=12)
+    # the schedule is no model field any more
+    with pytest.raises(ConfigError, match="model.num_epochs is no longer a field.*train.epochs"):
+        hybrid_epoch(num_epochs=12)
+    with pytest.raises(ConfigError, match="model.num_epochs is no longer a field"):
+        epoch.replace(num_epochs=12)
 
 
 def test_hybrid_layer_uses_k_copies_on_the_first_l1_layers_only():
@@ -58,9 +84,9 @@ def test_without_aux_loss_or_two_stage_only_the_last_layer_is_supervised():
 def test_decoder_positives_count_every_copy_on_every_supervised_decoder_layer():
     assert decoder_positives(baseline(), 0, num_objects=7) == 6 * 7  # the encoder proposals are not counted
     assert decoder_positives(hybrid_branch(k_one2many=6), 0, num_objects=7) == 6 * 7 + 6 * 6 * 7
-    epoch = hybrid_epoch(num_epochs=12, one2many_epoch_fraction=2 / 3, k_one2many=10)
-    assert decoder_positives(epoch, 7, num_objects=3) == 6 * 10 * 3
-    assert decoder_positives(epoch, 8, num_objects=3) == 6 * 3
+    epoch = hybrid_epoch(one2many_epoch_fraction=2 / 3, k_one2many=10)
+    assert decoder_positives(epoch, 7, num_objects=3, num_epochs=12) == 6 * 10 * 3
+    assert decoder_positives(epoch, 8, num_objects=3, num_epochs=12) == 6 * 3
     assert decoder_positives(hybrid_layer(k_one2many=10, one2many_layers=4), 0, num_objects=2) == 4 * 10 * 2 + 2 * 2
 
 

@@ -65,7 +65,7 @@ def batches(tmp_path_factory):
 
 # scheme, ModelConfig changes, HF queries, two-stage
 PLANS = [
-    ("hybrid_epoch", dict(k_one2many=3, num_epochs=3, one2many_epoch_fraction=2 / 3), 12, False),
+    ("hybrid_epoch", dict(k_one2many=3, one2many_epoch_fraction=2 / 3), 12, False),
     ("hybrid_layer", dict(k_one2many=3), 12, False),
     ("hybrid_layer", dict(k_one2many=3), 12, True),
     ("hybrid_branch", dict(num_queries_one2one=4, num_queries_one2many=8, k_one2many=2), 12, False),
@@ -82,7 +82,7 @@ def test_hf_deformable_detr_trains_under_the_plan(batches, scheme, changes, quer
     model = tiny_model(queries, two_stage)
     config = hf.model_config(model.config, scheme, **changes)
     hf.enable_query_groups(model, config)
-    criterion = hdetr.build_criterion(config)
+    criterion = hdetr.build_criterion(config, num_epochs=3)  # a 3-epoch schedule (the epoch scheme's)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     model.train()
@@ -160,6 +160,8 @@ def test_query_counts_must_match_the_hf_model():
     config = hf.model_config(model.config, "hybrid_layer")
     assert (config.num_queries_one2one, config.one2many_layers, config.one2one_layers) == (12, 1, 1)
     assert config.num_classes == NUM_CLASSES and config.dec_layers == 2 and not config.two_stage
+    with pytest.raises(UserError, match=r"num_epochs is not a ModelConfig field.*build_criterion\(config, "):
+        hf.model_config(model.config, "hybrid_epoch", num_epochs=3)
 
 
 def test_importing_hdetr_does_not_import_transformers():

@@ -6,26 +6,36 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+import pytest
 
 from hdetr.config.model import ModelConfig
+from hdetr.errors import UserError
 from hdetr.viz import draw_plan, plan_grid, plan_markdown
 
-SMALL = dict(dec_layers=3, num_epochs=3, num_queries_one2one=10)
+SMALL = dict(dec_layers=3, num_queries_one2one=10)
+EPOCHS = 3  # the training schedule drawn
 
 
 def test_plan_grid_of_each_scheme():
-    baseline = plan_grid(ModelConfig(scheme="baseline", num_queries_one2many=0, **SMALL))
+    baseline = plan_grid(ModelConfig(scheme="baseline", num_queries_one2many=0, **SMALL), EPOCHS)
     assert baseline["layers"] == [0, 1, 2, -1] and baseline["epochs"] == [0, 1, 2]
     assert (baseline["kind"] == 0).all()
 
     branch = plan_grid(ModelConfig(scheme="hybrid_branch", num_queries_one2many=30, k_one2many=3,
-                                   lambda_one2many=0.5, **SMALL))
+                                   lambda_one2many=0.5, **SMALL), EPOCHS)
     assert (branch["kind"][:3] == 2).all() and (branch["kind"][3] == 0).all()  # encoder stays one-to-one
     assert branch["text"][0][0] == "1:1 + 1:K=3 x0.5 (T)"
 
-    epoch = plan_grid(ModelConfig(scheme="hybrid_epoch", num_queries_one2many=0, k_one2many=4,
-                                  one2many_epoch_fraction=2 / 3, **SMALL))
+    epoch_scheme = ModelConfig(scheme="hybrid_epoch", num_queries_one2many=0, k_one2many=4,
+                               one2many_epoch_fraction=2 / 3, **SMALL)
+    epoch = plan_grid(epoch_scheme, EPOCHS)
     assert epoch["kind"][:3].tolist() == [[1, 1, 0]] * 3
+    assert plan_grid(epoch_scheme, 6)["kind"][0].tolist() == [1, 1, 1, 1, 0, 0]  # rho = 2/3 of the schedule given
+    assert plan_grid(epoch_scheme, 6, epochs=[3, 4])["kind"][0].tolist() == [1, 0]
+    with pytest.raises(UserError, match="plan_grid: give num_epochs"):
+        plan_grid(epoch_scheme)
+    with pytest.raises(UserError, match="scheme=hybrid_epoch needs num_epochs"):
+        plan_grid(epoch_scheme, epochs=[0])
 
     layer = plan_grid(ModelConfig(scheme="hybrid_layer", num_queries_one2many=0, k_one2many=4,
                                   one2many_layers=2, one2one_layers=1, **SMALL), epochs=[0])
@@ -36,10 +46,10 @@ def test_plan_grid_of_each_scheme():
 def test_plan_markdown_and_figure():
     config = ModelConfig(scheme="hybrid_layer", num_queries_one2many=0, k_one2many=4, one2many_layers=2,
                          one2one_layers=1, two_stage=False, mixed_selection=False, **SMALL)
-    md = plan_markdown(config).splitlines()
+    md = plan_markdown(config, EPOCHS).splitlines()
     assert md[0] == "| layer | ep 1 | ep 2 | ep 3 |"
     assert md[2] == "| decoder 0 | 1:K=4 | 1:K=4 | 1:K=4 |" and md[-1] == "| decoder 2 | 1:1 | 1:1 | 1:1 |"
-    ax = draw_plan(config)
+    ax = draw_plan(config, EPOCHS)
     image = ax.images[0].get_array()
     assert image.shape == (3, 1, 3)  # three equal epochs: one column
     assert [t.get_text() for t in ax.get_xticklabels()] == ["1-3"]
@@ -49,9 +59,9 @@ def test_plan_markdown_and_figure():
 
 
 def test_the_epoch_scheme_gets_one_column_per_phase():
-    config = ModelConfig(scheme="hybrid_epoch", num_queries_one2many=0, k_one2many=10, **SMALL)  # rho 2/3 of 3
-    ax = draw_plan(config, legend=False)
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["1-2", "3"] and ax.get_legend() is None
+    config = ModelConfig(scheme="hybrid_epoch", num_queries_one2many=0, k_one2many=10, **SMALL)
+    ax = draw_plan(config, 12, legend=False)  # rho = 2/3 of 12 epochs
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1-8", "9-12"] and ax.get_legend() is None
     assert ax.images[0].get_array().shape[1] == 2 and ax.texts[0].get_text() == "1:K=10"
     plt.close("all")
 

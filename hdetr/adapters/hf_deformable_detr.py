@@ -5,7 +5,8 @@
   read from the HF config; the scheme's numbers from the arguments).
 - ``criterion_outputs(hf_output, config, model=None)``: hdetr's ``ModelOutput`` from the HF
   model's output (per-layer predictions stacked into [L, B, Q, C] / [L, B, Q, 4], the
-  two-stage encoder proposals), ready for ``hdetr.build_criterion(config)``.
+  two-stage encoder proposals), ready for ``hdetr.build_criterion(config)`` (for ``hybrid_epoch``
+  ``hdetr.build_criterion(config, num_epochs=...)``, the training schedule's length).
 - ``enable_query_groups(model, config)``: hybrid_branch and group_detr run n + T (or G n)
   queries whose decoder self-attention stays within each query group; this registers a
   masking attention function with transformers' ``AttentionInterface`` (the decoder's
@@ -40,7 +41,7 @@ GROUPS_KEY = "hdetr_query_groups"
 BASE_ATTENTION_KEY = "hdetr_base_attn_implementation"
 
 _SCHEME_FIELDS = ("num_queries_one2one", "num_queries_one2many", "k_one2many", "lambda_one2many",
-                  "one2many_epoch_fraction", "num_epochs", "one2many_layers", "one2one_layers", "num_groups",
+                  "one2many_epoch_fraction", "one2many_layers", "one2one_layers", "num_groups",
                   "mask_groups")
 
 
@@ -71,6 +72,9 @@ def model_config(hf_config, scheme: str = "baseline", **changes: Any) -> ModelCo
     queries; for hybrid_branch (n + T) and group_detr (G n) set ``num_queries`` (or, two-stage,
     ``two_stage_num_proposals``) to the total in the HF config.
     """
+    if "num_epochs" in changes:
+        raise UserError("model_config: num_epochs is not a ModelConfig field: the epoch scheme's schedule is given "
+                        "to the criterion, hdetr.build_criterion(config, num_epochs=...)")
     unknown = sorted(set(changes) - set(_SCHEME_FIELDS) - {f.name for f in dataclasses.fields(ModelConfig)})
     if unknown:
         raise UserError(f"model_config: unknown ModelConfig fields {unknown}")

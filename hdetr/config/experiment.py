@@ -16,9 +16,9 @@ from typing import Any, Iterable
 
 import yaml
 
-from hdetr.config.base import Config, ConfigError
+from hdetr.config.base import Config, ConfigError, _coerce
 from hdetr.config.data import SCALE_PRESETS, DataConfig
-from hdetr.config.model import ModelConfig
+from hdetr.config.model import LEGACY_NUM_EPOCHS, MOVED_NUM_EPOCHS, ModelConfig, without_legacy_fields
 from hdetr.config.train import TrainConfig
 
 SECTIONS = ("model", "data", "train")
@@ -33,6 +33,27 @@ class ExperimentConfig(Config):
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     name: str = ""  # the preset it came from, for logs and reports
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], owner: str | None = None) -> "ExperimentConfig":
+        """As ``Config.from_dict``; a config saved before ``model.num_epochs`` moved to ``train.epochs``
+        (run folders, checkpoints, YAML files) is read when the two agree, or for any scheme but the
+        epoch scheme, whose schedule it was; otherwise refused."""
+        model = data.get("model") if isinstance(data, dict) else None
+        if not isinstance(model, dict) or LEGACY_NUM_EPOCHS not in model:
+            return super().from_dict(data, owner)
+        legacy = model[LEGACY_NUM_EPOCHS]
+        cfg = super().from_dict({**data, "model": without_legacy_fields(model)}, owner)
+        try:
+            same = _coerce("ExperimentConfig.model", LEGACY_NUM_EPOCHS, legacy, int) == cfg.train.epochs
+        except ConfigError:
+            same = False
+        if cfg.model.scheme == "hybrid_epoch" and not same:
+            raise ConfigError(
+                f"{owner or cls.__name__}: model.num_epochs={legacy!r} (the epoch scheme's schedule, in configs "
+                f"written before it moved) differs from train.epochs={cfg.train.epochs}; the schedule is now "
+                f"train.epochs alone: set train.epochs to the length you mean and remove model.num_epochs")
+        return cfg
+
     def validate(self) -> None:
         self._check_two_stage_room()
         d = self.data
@@ -40,11 +61,6 @@ class ExperimentConfig(Config):
             raise ConfigError(
                 f"ExperimentConfig: data.synthetic_classes={d.synthetic_classes} categories need "
                 f"model.num_classes >= {d.synthetic_classes} (it is {self.model.num_classes})")
-        if self.model.scheme == "hybrid_epoch" and self.model.num_epochs != self.train.epochs:
-            raise ConfigError(
-                f"ExperimentConfig: model.num_epochs={self.model.num_epochs} (the schedule the epoch scheme's "
-                f"rho refers to) differs from train.epochs={self.train.epochs}; set both to the same value"
-            )
         if self.train.lr_drop_epochs and max(self.train.lr_drop_epochs) > self.train.epochs:
             raise ConfigError(
                 f"ExperimentConfig: train.lr_drop_epochs={self.train.lr_drop_epochs} has a drop after the "
@@ -81,6 +97,8 @@ def parse_override(text: str) -> tuple[str, str, Any]:
     section, field = parts
     if section not in SECTIONS:
         raise ConfigError(f"override {text!r}: unknown section {section!r}; expected one of {', '.join(SECTIONS)}")
+    if (section, field) == ("model", LEGACY_NUM_EPOCHS):
+        raise ConfigError(f"override {text!r}: {MOVED_NUM_EPOCHS}; use train.epochs={raw.strip()} instead")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:

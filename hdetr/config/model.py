@@ -15,7 +15,7 @@ hybrid_branch   ``num_queries_one2one`` + ``..._one2many``  extra group, all lay
                                                            ``lambda_one2many``, K copies
 hybrid_epoch    ``num_queries_one2one`` (one set of M)     all queries during the first
                                                            ``one2many_epoch_fraction`` of
-                                                           ``num_epochs`` epochs
+                                                           the ``train.epochs`` epochs
 hybrid_layer    ``num_queries_one2one`` (one set of N)     the first ``one2many_layers``
                                                            decoder layers; the last
                                                            ``one2one_layers`` one-to-one
@@ -27,14 +27,31 @@ Query groups are the sets whose queries attend only among themselves in the deco
 self-attention: [n, T] in the hybrid branch, G x [n] in Group DETR, one group otherwise.
 ``mask_groups=False`` lifts that mask (every query attends to every other) while each
 set keeps its own supervision.
+
+The epoch scheme's schedule is the training schedule, ``train.epochs`` (``TrainConfig``): the
+plan and the criterion take it as ``num_epochs`` (``hdetr.build_criterion(config, num_epochs=...)``).
+Configs written before held a copy of it here, ``model.num_epochs``: ``ModelConfig.from_dict``
+drops that key, and ``ExperimentConfig`` reading checks it against ``train.epochs`` first.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any
 
 from hdetr.config.base import Config
 from hdetr.errors import ConfigError
+
+# A field configs held before: the epoch scheme's schedule, now train.epochs (one home for the fact).
+LEGACY_NUM_EPOCHS = "num_epochs"
+MOVED_NUM_EPOCHS = ("model.num_epochs is no longer a field: the epoch scheme's schedule is the training "
+                    "schedule, train.epochs")
+
+
+def without_legacy_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """A saved model config's mapping without the fields it held before they moved (``num_epochs``)."""
+    return {k: v for k, v in data.items() if k != LEGACY_NUM_EPOCHS}
+
 
 SCHEMES = ("baseline", "hybrid_branch", "hybrid_epoch", "hybrid_layer", "group_detr")
 BACKBONES = (
@@ -82,7 +99,6 @@ class ModelConfig(Config):
     k_one2many: int = 6  # K, every hybrid scheme
     lambda_one2many: float = 1.0  # lambda, hybrid_branch
     one2many_epoch_fraction: float = 2.0 / 3.0  # rho, hybrid_epoch
-    num_epochs: int = 12  # schedule length the epoch scheme's rho refers to
     one2many_layers: int = 4  # L1, hybrid_layer
     one2one_layers: int = 2  # L2, hybrid_layer
     num_groups: int = 1  # G, group_detr: G groups of num_queries_one2one queries, each matched one-to-one
@@ -98,6 +114,21 @@ class ModelConfig(Config):
     focal_gamma: float = 2.0
     # --- inference ---
     topk: int = 100  # detections kept per image by post-processing
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], owner: str | None = None) -> "ModelConfig":
+        """As ``Config.from_dict``; a saved config's ``num_epochs`` (the epoch scheme's schedule, now
+        ``train.epochs``) is dropped. ``ExperimentConfig`` reading checks it against ``train.epochs``
+        before it gets here."""
+        if isinstance(data, dict):
+            data = without_legacy_fields(data)
+        return super().from_dict(data, owner)
+
+    def replace(self, **changes: Any) -> "ModelConfig":
+        if LEGACY_NUM_EPOCHS in changes:  # from_dict would drop it silently
+            raise ConfigError(f"ModelConfig.replace(num_epochs=...): {MOVED_NUM_EPOCHS}; give it to the "
+                              f"criterion instead: hdetr.build_criterion(config, num_epochs=...)")
+        return super().replace(**changes)
 
     def query_group_sizes(self) -> list[int]:
         """Sizes of the query sets of a training step, the one-to-one set first: [n, T] (hybrid branch),
@@ -173,8 +204,6 @@ class ModelConfig(Config):
             raise bad(f"lambda_one2many={self.lambda_one2many} must be >= 0")
         if not 0.0 <= self.one2many_epoch_fraction <= 1.0:
             raise bad(f"one2many_epoch_fraction={self.one2many_epoch_fraction} (rho) must be in [0, 1]")
-        if self.num_epochs < 1:
-            raise bad(f"num_epochs={self.num_epochs} must be >= 1")
         if self.scheme == "hybrid_layer":
             if self.one2many_layers < 0 or self.one2one_layers < 1:
                 raise bad(
@@ -216,26 +245,33 @@ PAPER_SCHEMES: dict[str, dict] = {
 GROUP_DETR_SCHEME: dict = {"scheme": "group_detr", "num_queries_one2many": 0, "num_groups": 11}
 
 
+def _scheme_model(scheme: dict, changes: dict, factory: str) -> ModelConfig:
+    if LEGACY_NUM_EPOCHS in changes:
+        raise ConfigError(f"{factory}(num_epochs=...): {MOVED_NUM_EPOCHS}; give it to the criterion instead: "
+                          f"hdetr.build_criterion(config, num_epochs=...)")
+    return ModelConfig(**{**scheme, **changes})
+
+
 def baseline(**changes) -> ModelConfig:
     """Two-stage Deformable-DETR with the paper's tricks, 300 one-to-one queries."""
-    return ModelConfig(**{**PAPER_SCHEMES["baseline"], **changes})
+    return _scheme_model(PAPER_SCHEMES["baseline"], changes, "baseline")
 
 
 def hybrid_branch(**changes) -> ModelConfig:
     """The paper's default H-Deformable-DETR: n=300, T=1500, K=6, lambda=1."""
-    return ModelConfig(**{**PAPER_SCHEMES["hybrid_branch"], **changes})
+    return _scheme_model(PAPER_SCHEMES["hybrid_branch"], changes, "hybrid_branch")
 
 
 def hybrid_epoch(**changes) -> ModelConfig:
     """One set of M=1800 queries, K=10 copies during the first rho=2/3 of the epochs."""
-    return ModelConfig(**{**PAPER_SCHEMES["hybrid_epoch"], **changes})
+    return _scheme_model(PAPER_SCHEMES["hybrid_epoch"], changes, "hybrid_epoch")
 
 
 def hybrid_layer(**changes) -> ModelConfig:
     """One set of N=1800 queries, K=10 copies on the first L1=4 layers, one-to-one on the last L2=2."""
-    return ModelConfig(**{**PAPER_SCHEMES["hybrid_layer"], **changes})
+    return _scheme_model(PAPER_SCHEMES["hybrid_layer"], changes, "hybrid_layer")
 
 
 def group_detr(**changes) -> ModelConfig:
     """Group DETR: G=11 groups of n=300 queries, each matched one-to-one on every layer."""
-    return ModelConfig(**{**GROUP_DETR_SCHEME, **changes})
+    return _scheme_model(GROUP_DETR_SCHEME, changes, "group_detr")

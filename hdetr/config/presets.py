@@ -39,7 +39,7 @@ def _grid() -> dict[str, dict[str, Any]]:
     for bb, bb_changes in _BACKBONES.items():
         for sched, (epochs, lr_drop) in _SCHEDULES.items():
             for scheme, scheme_changes in _SCHEME_CHANGES.items():
-                model = {**bb_changes, **scheme_changes, "num_epochs": epochs}
+                model = {**bb_changes, **scheme_changes}
                 if bb == "swin_l" and sched == "36ep":
                     model["drop_path_rate"] = 0.5
                 out[f"coco_{bb}_{scheme}_{sched}"] = {

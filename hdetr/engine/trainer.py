@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from hdetr.checkpoints.state_dict import load_exactly
 from hdetr.config.experiment import ExperimentConfig
+from hdetr.config.model import without_legacy_fields
 from hdetr.checkpoints import training as ckpt_io
 from hdetr.engine.data_order import EpochBatchSampler, SeededSamples
 from hdetr.distributed import process_group_exists
@@ -121,7 +122,7 @@ class Trainer:
         _check_classes(cfg, self.train_set)
         seed_everything(self.tc.seed + dist_info.rank)
         self.model = build_model(cfg.model).to(self.device)
-        self.criterion = build_criterion(cfg.model)
+        self.criterion = build_criterion(cfg.model, num_epochs=cfg.train.epochs)
         if isinstance(self.criterion, nn.Module):
             self.criterion.to(self.device)
         self.optimizer = build_optimizer(self.model, self.tc)
@@ -154,7 +155,8 @@ class Trainer:
         if not self.last_path.is_file():
             return False
         state = ckpt_io.read_training_checkpoint(self.last_path)
-        saved_model_cfg = state["config"].get("model", {})
+        # an older checkpoint's model config may hold num_epochs, which now lives in train.epochs only
+        saved_model_cfg = without_legacy_fields(state["config"].get("model", {}))
         if saved_model_cfg != self.cfg.model.to_dict():
             changed = sorted(k for k in set(saved_model_cfg) | set(self.cfg.model.to_dict())
                              if saved_model_cfg.get(k) != self.cfg.model.to_dict().get(k))

@@ -93,7 +93,9 @@ def _build(config: ModelConfig, device: torch.device):
 
     torch.manual_seed(0)
     model = build_model(config).to(device).train()
-    criterion = build_criterion(config)
+    # the step is timed at epoch 0, where the epoch scheme's one-to-many phase (the first rho of the
+    # schedule, rho > 0) is whatever the schedule's length: one epoch stands for any
+    criterion = build_criterion(config, num_epochs=1)
     if isinstance(criterion, torch.nn.Module):
         criterion.to(device)
     return model, criterion

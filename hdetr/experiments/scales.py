@@ -40,7 +40,7 @@ DEFAULT_SEEDS = {"smoke": {"coco": (0,), "lvis": (0,), "ablations": (0,)},
 # runs at a time: cpu-scale runs use one thread each (two fill a 2-core machine)
 DEFAULT_JOBS = {"smoke": 1, "cpu": 2, "paper": 1}
 
-_SMOKE = ("data.synthetic_images=8", "train.epochs=2", "model.num_epochs=2", "train.lr_drop=2",
+_SMOKE = ("data.synthetic_images=8", "train.epochs=2", "train.lr_drop=2",
           "train.eval_max_images=6", "model.dec_layers=2", "data.num_workers=0", "train.progress=false",
           "train.tensorboard=false")
 
@@ -215,7 +215,7 @@ def _scheme_overrides(scale: str) -> dict[str, tuple[str, ...]]:
         }
     # rho is a fraction of the epochs: 4 epochs of 400 images make the same 400 steps, the first 2 (< 2/3 x 4)
     # one-to-many, the last ones one-to-one
-    epochs = ("data.synthetic_images=400", "train.epochs=4", "model.num_epochs=4")
+    epochs = ("data.synthetic_images=400", "train.epochs=4")
     return {
         "baseline": (),
         "hybrid_branch": branch,
@@ -340,7 +340,7 @@ def ablation_study(scale: str, *, seeds: Sequence[int] | None = None, sweep_poin
             raise UserError(f"sweep point {point!r}: expected k<K> (e.g. k1) or lambda<x> (e.g. lambda0.5)")
     base = _synthetic_base(scale, "coco")
     if scale == "smoke":  # the epoch scheme's rho refers to the schedule, so a run must see several epochs
-        base = apply_overrides(base, ["train.epochs=3", "model.num_epochs=3", "train.lr_drop=3"])
+        base = apply_overrides(base, ["train.epochs=3", "train.lr_drop=3"])
     notes = (
         "Paper numbers for the schemes: Table 6 (R50, two-stage Deformable-DETR with 2x FFN, no other tricks, "
         "12 epochs; every hybrid variant has 6x positives and 1800 queries in all). Sweep points: the 12-epoch "

@@ -1,6 +1,7 @@
 """Hybrid matching: matching costs, the Hungarian matcher, the supervision plan, assignment records.
 
-- ``plan(config, epoch)`` -> list of ``Group`` (which outputs meet which targets, K, weight).
+- ``plan(config, epoch, num_epochs)`` -> list of ``Group`` (which outputs meet which targets, K, weight);
+  ``num_epochs`` (``train.epochs``) only for the epoch scheme.
 - ``HungarianMatcher`` matches many (layer, group) problems in one batched pass.
 - ``AssignmentRecord`` / ``records_to_rows`` describe who matched whom (``record=True`` in the criterion).
 """

@@ -2,9 +2,13 @@
 
 Every scheme of the paper answers one question per training step: for each
 decoder layer, which output set is matched against the ground truth G or the
-K-times repeated ground truth, and with what weight? ``plan(config, epoch)``
+K-times repeated ground truth, and with what weight? ``plan(config, epoch, num_epochs)``
 returns that answer as a list of ``Group`` s; the criterion treats every group
 the same way (cost matrix, Hungarian matching, focal + L1 + GIoU, times weight).
+
+``num_epochs`` is the training schedule's length (``train.epochs``): the epoch scheme
+matches one-to-many during its first rho = ``one2many_epoch_fraction`` of it. Only that
+scheme needs it; the others' plans do not change with the epoch.
 
 Notation of the paper (Sec. 3): one-to-one loss  L_one2one = sum_l L_H(P^l, G),
 one-to-many loss  L_one2many = sum_l L_H(P^l, G~) with G~ = {G_1, ..., G_K}
@@ -29,8 +33,10 @@ assignment records, so the extra groups' terms never share a name with the main 
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
+from hdetr.errors import UserError
 from hdetr.outputs import ENCODER_LAYER, ONE2MANY, ONE2ONE
 
 
@@ -81,17 +87,41 @@ def query_slice(queries: str, block: int) -> tuple[str, slice]:
     raise ValueError(f"query set {queries!r}: expected one2one, one2many or group<i> with i >= 1")
 
 
-def one2many_epochs(config) -> int:
-    """Number of leading epochs of the epoch scheme that use one-to-many matching (ceil(rho * E))."""
+def needs_schedule(config) -> bool:
+    """Whether the plans of ``config`` depend on the training schedule's length (the epoch scheme)."""
+    return config.scheme == "hybrid_epoch"
+
+
+def check_schedule(config, num_epochs: int | None, caller: str = "plan", required: bool | None = None) -> None:
+    """Refuse a missing schedule length where ``config``'s scheme needs one (or ``required``), and
+    an impossible one anywhere."""
+    if num_epochs is None:
+        if needs_schedule(config) if required is None else required:
+            raise UserError(
+                f"{caller}: scheme={config.scheme} needs num_epochs, the training schedule's length "
+                f"(train.epochs), which one2many_epoch_fraction (rho) refers to; pass num_epochs=...")
+        return
+    if isinstance(num_epochs, bool) or not isinstance(num_epochs, numbers.Integral) or num_epochs < 1:
+        raise UserError(f"{caller}: num_epochs={num_epochs!r} must be an integer >= 1 (the training schedule's "
+                        f"length, train.epochs)")
+
+
+def one2many_epochs(config, num_epochs: int) -> int:
+    """Number of leading epochs of the epoch scheme that use one-to-many matching (ceil(rho * E)),
+    E = ``num_epochs``, the training schedule's length (``train.epochs``)."""
+    check_schedule(config, num_epochs, "one2many_epochs", required=True)
     # Rounded first so that 2/3 * 12 is 8 epochs, not 9, whatever the float error.
-    return math.ceil(round(config.one2many_epoch_fraction * config.num_epochs, 6))
+    return math.ceil(round(config.one2many_epoch_fraction * num_epochs, 6))
 
 
-def plan(config, epoch: int = 0) -> list[Group]:
+def plan(config, epoch: int = 0, num_epochs: int | None = None) -> list[Group]:
     """The groups of one training step at ``epoch`` (0-based) for ``config`` (a ModelConfig).
 
+    ``num_epochs``: the training schedule's length (``train.epochs``); needed by the epoch
+    scheme only (its one-to-many phase is the first rho of it), ignored by the others.
     Decoder layers are all supervised when ``aux_loss`` is on, else only the last.
     """
+    check_schedule(config, num_epochs)
     last = config.dec_layers - 1
     layers = range(config.dec_layers) if config.aux_loss else [last]
     encoder = [_one2one(ENCODER_LAYER)] if config.two_stage else []
@@ -111,7 +141,7 @@ def plan(config, epoch: int = 0) -> list[Group]:
 
     if config.scheme == "hybrid_epoch":
         # L = L_H(P, G~) for the first rho * E epochs, L_H(P, G) afterwards; one query set.
-        if epoch < one2many_epochs(config):
+        if epoch < one2many_epochs(config, num_epochs):
             return [_one2many(l, k, 1.0) for l in layers] + encoder
         return [_one2one(l) for l in layers] + encoder
 
@@ -130,8 +160,9 @@ def plan(config, epoch: int = 0) -> list[Group]:
     raise ValueError(f"plan: unknown scheme {config.scheme!r}")
 
 
-def decoder_positives(config, epoch: int, num_objects: int) -> int:
+def decoder_positives(config, epoch: int, num_objects: int, num_epochs: int | None = None) -> int:
     """Positive (matched) decoder predictions of one image in a training step at ``epoch``,
     summed over the supervised decoder layers: every group matches ``repeat_k`` copies of the
-    ``num_objects`` targets, assuming it has at least that many queries."""
-    return sum(g.repeat_k * num_objects for g in plan(config, epoch) if g.layer != ENCODER_LAYER)
+    ``num_objects`` targets, assuming it has at least that many queries. ``num_epochs``: as for
+    ``plan`` (the epoch scheme only)."""
+    return sum(g.repeat_k * num_objects for g in plan(config, epoch, num_epochs) if g.layer != ENCODER_LAYER)

@@ -1,6 +1,6 @@
 """The supervision plan of a scheme as a layer x epoch grid: what each decoder layer learns from, when.
 
-``hdetr.matching.plan(config, epoch)`` lists the matching problems of one training
+``hdetr.matching.plan(config, epoch, num_epochs)`` lists the matching problems of one training
 step; these helpers lay them out so the four schemes can be compared at a glance:
 one-to-one only (the baseline everywhere, the hybrid layer's last L2 layers, the
 hybrid epoch's last epochs), one-to-many (K copies) only, both (the hybrid
@@ -14,6 +14,7 @@ from typing import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
+from hdetr.errors import UserError
 from hdetr.matching.plan import ENCODER_LAYER, plan
 
 KIND_ONE2ONE, KIND_ONE2MANY, KIND_BOTH, KIND_GROUPS = 0, 1, 2, 3
@@ -45,21 +46,28 @@ def describe_groups(groups) -> str:
     return " + ".join(parts) if parts else "-"
 
 
-def plan_grid(config, epochs: Sequence[int] | None = None) -> dict:
-    """The plan of ``config`` (a ModelConfig) at each layer and epoch.
+def plan_grid(config, num_epochs: int | None = None, epochs: Sequence[int] | None = None) -> dict:
+    """The plan of ``config`` (a ModelConfig) at each layer and epoch of a ``num_epochs``-epoch
+    training schedule (``train.epochs``; the epoch scheme's rho refers to it).
 
+    ``num_epochs`` may be left out when ``epochs`` is given and the scheme is not the epoch scheme.
     Returns a dict with ``layers`` (decoder layers, then -1 for the encoder proposals
-    when two-stage), ``epochs`` (0-based; default every epoch of ``config.num_epochs``),
+    when two-stage), ``epochs`` (0-based; default every epoch of ``num_epochs``),
     ``kind`` [L, E] int array (0 one-to-one, 1 one-to-many, 2 both, 3 several one-to-one query
     groups, -1 unsupervised) and
     ``text`` [L][E] descriptions (see ``describe_groups``).
     """
-    epochs = list(range(config.num_epochs)) if epochs is None else list(epochs)
+    if epochs is None:
+        if num_epochs is None:
+            raise UserError("plan_grid: give num_epochs (the training schedule's length, train.epochs) or the "
+                            "epochs to show")
+        epochs = range(num_epochs)
+    epochs = list(epochs)
     layers = list(range(config.dec_layers)) + ([ENCODER_LAYER] if config.two_stage else [])
     kind = np.full((len(layers), len(epochs)), -1, dtype=np.int64)
     text = [["-"] * len(epochs) for _ in layers]
     for j, epoch in enumerate(epochs):
-        groups = plan(config, epoch)
+        groups = plan(config, epoch, num_epochs)
         for i, layer in enumerate(layers):
             at_layer = [g for g in groups if g.layer == layer]
             if not at_layer:
@@ -75,9 +83,10 @@ def plan_grid(config, epochs: Sequence[int] | None = None) -> dict:
     return {"layers": layers, "epochs": epochs, "kind": kind, "text": text}
 
 
-def plan_markdown(config, epochs: Sequence[int] | None = None) -> str:
-    """The plan grid as a markdown table (rows = layers, columns = epochs, 1-based as in logs)."""
-    grid = plan_grid(config, epochs)
+def plan_markdown(config, num_epochs: int | None = None, epochs: Sequence[int] | None = None) -> str:
+    """The plan grid as a markdown table (rows = layers, columns = epochs, 1-based as in logs);
+    arguments as for ``plan_grid``."""
+    grid = plan_grid(config, num_epochs, epochs)
     head = ["layer"] + [f"ep {e + 1}" for e in grid["epochs"]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for layer, row in zip(grid["layers"], grid["text"]):
@@ -96,15 +105,16 @@ def _epoch_spans(grid: dict) -> list[tuple[int, int]]:
     return spans
 
 
-def draw_plan(config, epochs: Sequence[int] | None = None, ax=None, title: str | None = None, legend: bool = True):
-    """Colour grid of ``plan_grid``: red one-to-one, blue one-to-many, purple both, orange G one-to-one
+def draw_plan(config, num_epochs: int | None = None, epochs: Sequence[int] | None = None, ax=None,
+              title: str | None = None, legend: bool = True):
+    """Colour grid of ``plan_grid`` (``num_epochs``, ``epochs``: as there): red one-to-one, blue one-to-many, purple both, orange G one-to-one
     query groups, white none. Epochs with the same plan share one column (labelled with their range), and
     each cell says how it is supervised with the scheme's own K and G (``describe_groups``: "1:K=6",
     "4 groups x 1:1"). ``legend`` False leaves the colour legend to another panel.
 
     Returns the Axes.
     """
-    grid = plan_grid(config, epochs)
+    grid = plan_grid(config, num_epochs, epochs)
     spans = _epoch_spans(grid)
     if ax is None:
         _, ax = plt.subplots(figsize=(2.2 * len(spans) + 2.5, 0.5 * len(grid["layers"]) + 1.2))
