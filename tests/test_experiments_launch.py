@@ -14,12 +14,12 @@ import torch
 import hdetr
 from hdetr.cli import main
 from hdetr.errors import UserError
-from hdetr.experiments.checkpoints import official_match
-from hdetr.experiments.launch import (SLURM_EXIT, SLURM_JOB, SLURM_SCRIPT, LaunchSpec, launch_runs, launch_spec,
+from hdetr.studies.from_checkpoints import official_match
+from hdetr.studies.launch import (SLURM_EXIT, SLURM_JOB, SLURM_SCRIPT, LaunchSpec, launch_runs, launch_spec,
                                       sbatch_script, study_requests)
-from hdetr.experiments.runs import RESULT, read_result
-from hdetr.experiments.scales import ablation_study, table_study
-from hdetr.experiments.study import variant_config
+from hdetr.studies.runs import RESULT, read_result
+from hdetr.studies.scales import ablation_study, table_study
+from hdetr.studies.variants import variant_config
 
 
 def test_launch_parameters_are_checked_before_anything_runs():
@@ -49,7 +49,7 @@ def test_sbatch_script_runs_the_run_folder_through_the_templates_srun_torchrun(t
                  "#SBATCH --job-name=hdetr-hybrid_branch-s0", "GPUS_PER_NODE=8", "--rdzv_backend=c10d",
                  '--nproc_per_node="${GPUS_PER_NODE}"', f"RUN_DIR={request.run_dir.resolve()}"):
         assert line in script, line
-    assert '--module hdetr.experiments.runs "$RUN_DIR" --resume' in script
+    assert '--module hdetr.studies.runs "$RUN_DIR" --resume' in script
     assert "hdetr.cli train" not in script and "PRESET" not in script
     assert script.index("#SBATCH") < script.index("set -euo pipefail")  # sbatch reads options before commands
 
@@ -73,7 +73,7 @@ def test_sbatch_script_runs_under_srun_and_records_its_exit_status(tmp_path):
     launched = (request.run_dir / "run.log").read_text()
     for part in ("srun --kill-on-bad-exit=1", "-m torch.distributed.run", "--nnodes=2", "--nproc_per_node=4",
                  "--rdzv_endpoint=node07:24242", "--rdzv_id=4242",
-                 f"--module hdetr.experiments.runs {request.run_dir.resolve()} --resume"):
+                 f"--module hdetr.studies.runs {request.run_dir.resolve()} --resume"):
         assert part in launched, part
     assert (request.run_dir / SLURM_EXIT).read_text().strip() == "0"
 
@@ -205,7 +205,7 @@ def test_checkpoints_fill_the_table_and_the_official_checkpoints_report(tmp_path
 
 @pytest.mark.slow
 def test_scheme_costs_measure_every_scheme_against_the_baseline():
-    from hdetr.experiments.costs import scheme_costs
+    from hdetr.studies.scheme_costs import scheme_costs
 
     spec = ablation_study("smoke")
     models = {v.key: variant_config(spec.base, v, 0).model.replace(msda_backend="torch")

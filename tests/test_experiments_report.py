@@ -8,7 +8,7 @@ import pytest
 
 from hdetr.errors import UserError
 from hdetr.paper import PaperCell, paper_sweep, paper_table, parse_cell, table_names
-from hdetr.experiments.report import ComparisonRow, comparison_markdown, format_measured, write_report
+from hdetr.reports.comparison import ComparisonRow, comparison_markdown, format_measured, write_report
 
 
 def test_parse_cell_marks_approximate_values():
@@ -83,14 +83,14 @@ def test_comparison_figure_reads_the_runs_logs(tmp_path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from hdetr.experiments.figures import comparison_figure
+    from hdetr.reports.figures import comparison_figure
 
     run = tmp_path / "baseline" / "seed0"
     run.mkdir(parents=True)
     lines = [{"type": "train", "step": s, "loss_giou": 1.0 / s} for s in (1, 2, 3)] + [{"type": "eval", "step": 3}]
     (run / "metrics.jsonl").write_text("\n".join(json.dumps(line) for line in lines))
     rows = _rows()
-    # the figure reads the runs' folders through their records (hdetr.experiments.records.RunRecord)
+    # the figure reads the runs' folders through their records (hdetr.studies.run_records.RunRecord)
     rows[0].records = [SimpleNamespace(run_dir=run), SimpleNamespace(run_dir=tmp_path / "missing")]
     rows[1].records = [SimpleNamespace(run_dir=tmp_path / "missing")]
     fig = comparison_figure(rows, metric="AP", title="t", scale="smoke")

@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 
 from hdetr.errors import UserError
-from hdetr.experiments.regime import regime_base
-from hdetr.experiments.report import ComparisonRow
-from hdetr.experiments.scales import ablation_study, scheme_rows, scheme_variants, sweep_rows, table_study
-from hdetr.experiments.study import Variant, variant_config
+from hdetr.studies.regime import regime_base
+from hdetr.reports.comparison import ComparisonRow
+from hdetr.studies.scales import ablation_study, scheme_rows, scheme_variants, sweep_rows, table_study
+from hdetr.studies.variants import Variant, variant_config
 from hdetr.matching.plan import one2many_epochs
 
 

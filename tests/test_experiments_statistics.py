@@ -4,10 +4,10 @@ import math
 
 import pytest
 
-from hdetr.experiments.records import (ap_at_seconds, compare, compare_at_seconds, equal_wall_seconds, load_record,
+from hdetr.studies.run_records import (ap_at_seconds, compare, compare_at_seconds, equal_wall_seconds, load_record,
                                        variant_speed)
-from hdetr.experiments.report import ComparisonRow, comparison_markdown, write_report
-from hdetr.experiments.statistics import difference, short_runs, summarize, t95, value_at, verdict
+from hdetr.reports.comparison import ComparisonRow, comparison_markdown, write_report
+from hdetr.studies.statistics import difference, short_runs, summarize, t95, value_at, verdict
 
 
 def test_summary_of_three_seeds_has_sample_sd_and_t_interval():

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hdetr.experiments.regime import TINY, StudyScale, requests
+from hdetr.studies.regime import TINY, StudyScale, requests
 
 ROOT = Path(__file__).resolve().parents[1]
 

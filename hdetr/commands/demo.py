@@ -19,7 +19,7 @@ DEFAULT_WORK_DIR = "runs/demo"
 
 
 def register(subparsers) -> None:
-    from hdetr.experiments.demo import DEFAULT_SEEDS
+    from hdetr.studies.demo import DEFAULT_SEEDS
 
     parser = subparsers.add_parser("demo", help="baseline vs H-DETR on the synthetic set, 3 seeds, on CPU (~10 min)",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -37,7 +37,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from hdetr.errors import UserError
-    from hdetr.experiments.demo import run_demo
+    from hdetr.studies.demo import run_demo
 
     if args.jobs < 1:
         raise UserError(f"--jobs {args.jobs}: expected at least 1")
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _command_line(args: argparse.Namespace) -> str:
     """The command as typed, rebuilt from the parsed arguments (recorded in the report)."""
-    from hdetr.experiments.demo import DEFAULT_SEEDS
+    from hdetr.studies.demo import DEFAULT_SEEDS
 
     parts = ["hdetr", "demo"]
     if args.report_dir != DEFAULT_REPORT_DIR:

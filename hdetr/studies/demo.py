@@ -2,7 +2,7 @@
 
 Both presets (``synthetic_demo_baseline``, ``synthetic_demo_hybrid_branch``) train
 from scratch for the same number of optimiser steps with each seed, two runs at a
-time with one thread each (``hdetr.experiments.runs``: finished runs are kept, an
+time with one thread each (``hdetr.studies.runs``: finished runs are kept, an
 interrupted demo resumes), and are scored with pycocotools on the synthetic
 validation images. No time guard stops one model while the other runs on: both
 always reach the same step. The report in ``reports/demo/``: ``table.md`` (mean,
@@ -21,10 +21,10 @@ from typing import Any, Callable, Sequence
 
 from hdetr.config.experiment import ExperimentConfig, apply_overrides
 from hdetr.config.presets import get_preset
-from hdetr.experiments.records import (RunRecord, ap_at_seconds, compare, compare_at_seconds, equal_wall_seconds,
+from hdetr.studies.run_records import (RunRecord, ap_at_seconds, compare, compare_at_seconds, equal_wall_seconds,
                                        load_record, mean_of, metric, variant_speed)
-from hdetr.experiments.runs import RunRequest, execute_runs
-from hdetr.experiments.statistics import verdict
+from hdetr.studies.runs import RunRequest, execute_runs
+from hdetr.studies.statistics import verdict
 
 DEMO_PRESETS = ("synthetic_demo_baseline", "synthetic_demo_hybrid_branch")
 LABELS = {"synthetic_demo_baseline": "Deformable-DETR baseline (one-to-one)",
@@ -65,7 +65,7 @@ def _plot_losses(records: dict[str, list[RunRecord]], report_dir: Path) -> str:
     import matplotlib.pyplot as plt
 
     from hdetr.engine.metrics_log import read_metrics
-    from hdetr.experiments.records import one_to_one_loss
+    from hdetr.studies.run_records import one_to_one_loss
 
     fig, ax = plt.subplots(figsize=(7, 4))
     colors = {"synthetic_demo_baseline": "tab:blue", "synthetic_demo_hybrid_branch": "tab:red"}
@@ -154,7 +154,7 @@ def write_report(records: dict[str, list[RunRecord]], configs: dict[str, Experim
     report says so, because its minutes then count only the runs trained this time."""
     import torch
 
-    from hdetr.experiments.figures import ap_band_figure
+    from hdetr.reports.figures import ap_band_figure
 
     report_dir.mkdir(parents=True, exist_ok=True)
     styles = {"synthetic_demo_baseline": ("tab:blue", "-"), "synthetic_demo_hybrid_branch": ("tab:red", "--")}

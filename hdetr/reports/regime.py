@@ -14,18 +14,18 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from hdetr.experiments.figures import ap_band_figure
-from hdetr.experiments.records import (RunRecord, ap_at_seconds, compare, compare_at_seconds, equal_wall_seconds,
+from hdetr.reports.figures import ap_band_figure
+from hdetr.studies.run_records import (RunRecord, ap_at_seconds, compare, compare_at_seconds, equal_wall_seconds,
                                        load_record, mean_of, metric, variant_speed)
-from hdetr.experiments.regime import HYPOTHESES, SEEDS, STEPS, Hypothesis, requests
-from hdetr.experiments.report import environment
-from hdetr.experiments.runs import read_result
-from hdetr.experiments.statistics import Summary, summarize, verdict
+from hdetr.studies.regime import HYPOTHESES, SEEDS, STEPS, Hypothesis, requests
+from hdetr.reports.comparison import environment
+from hdetr.studies.runs import read_result
+from hdetr.studies.statistics import Summary, summarize, verdict
 
 SCHEMES = ("baseline", "hybrid_branch")
 NAMES = {"baseline": "baseline", "hybrid_branch": "hybrid"}
-COMMANDS = ("python -m hdetr.experiments.regime run runs/regime",
-            "python -m hdetr.experiments.regime report runs/regime reports/science")
+COMMANDS = ("python -m hdetr.studies.regime run runs/regime",
+            "python -m hdetr.studies.regime report runs/regime reports/science")
 
 
 def log_name(key: str, seed: int) -> str:

@@ -4,7 +4,7 @@ Scales
 ------
 - ``smoke``: the ``synthetic_tiny`` preset (a 32-wide transformer) on 8 synthetic
   training images, a few optimiser steps: seconds per run, for CI. The numbers are noise.
-- ``cpu``: the regime the CPU-regime study supports (``hdetr.experiments.regime.REGIME``;
+- ``cpu``: the regime the CPU-regime study supports (``hdetr.studies.regime.REGIME``;
   ResNet-18 from scratch, 3+3 layers, 30 one-to-one queries, 128 px images, 400
   optimiser steps, 300 validation images), three seeds per variant, two single-thread
   runs at a time: tens of minutes per table on a 2-core CPU. Every run reaches the
@@ -27,9 +27,9 @@ from hdetr.config.experiment import ExperimentConfig, apply_overrides
 from hdetr.config.presets import get_preset
 from hdetr.errors import UserError
 from hdetr.paper import paper_sweep, paper_table
-from hdetr.experiments.regime import LVIS_CPU, regime_base, regime_hybrid_overrides
-from hdetr.experiments.report import ComparisonRow, write_report
-from hdetr.experiments.study import Variant, copy_run_logs
+from hdetr.studies.regime import LVIS_CPU, regime_base, regime_hybrid_overrides
+from hdetr.reports.comparison import ComparisonRow, write_report
+from hdetr.studies.variants import Variant, copy_run_logs
 
 SCALES = ("smoke", "cpu", "paper")
 COCO_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
@@ -60,7 +60,7 @@ class StudySpec:
     setup: str
     paper_tables: tuple[str, ...]
     notes: tuple[str, ...] = ()
-    jobs: int = 1  # runs at a time (hdetr.experiments.study.run_study)
+    jobs: int = 1  # runs at a time (hdetr.studies.variants.run_study)
 
     def write_report(self, rows: Sequence[ComparisonRow], output_dir, command: str, *, name: str | None = None,
                      title: str | None = None, reference: str | None = None, figures: Sequence[str] = (),
@@ -170,7 +170,7 @@ def table_study(name: str, scale: str, *, seeds: Sequence[int] | None = None,
                          "frequent ones, whose APf is the number to read. More steps or a pretrained backbone is what "
                          "the rare and common columns need; `hdetr reproduce lvis --scale cpu -p SET=[...]` takes both.")
     if scale == "paper":
-        from hdetr.experiments.paper_costs import expected_costs_note
+        from hdetr.studies.expected_costs import expected_costs_note
 
         notes.append(expected_costs_note(paper_presets))
     if scale != "paper":
@@ -253,7 +253,7 @@ def _paper_ablation_study(seeds: Sequence[int] | None, sweep_points: Sequence[st
                           data_root: str | None) -> StudySpec:
     """Table 6's rows as the ``coco_r50_table6_*_12ep`` presets, plus sweep presets of K / lambda."""
     from hdetr.config.presets import TABLE6_PRESETS
-    from hdetr.experiments.paper_costs import expected_costs_note
+    from hdetr.studies.expected_costs import expected_costs_note
 
     if not data_root:
         raise UserError("SCALE='paper' needs DATA_ROOT, the folder of the real COCO dataset")

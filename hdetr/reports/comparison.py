@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from hdetr.paper import PaperCell, PaperTable
-from hdetr.experiments.statistics import difference, summarize, verdict
+from hdetr.studies.statistics import difference, summarize, verdict
 
 
 @dataclasses.dataclass
@@ -37,7 +37,7 @@ class ComparisonRow:
     paper: dict[str, Any] = dataclasses.field(default_factory=dict)
     paper_source: str = ""
     details: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    # the finished runs (hdetr.experiments.records.RunRecord) while their folders exist: curves, wall time
+    # the finished runs (hdetr.studies.run_records.RunRecord) while their folders exist: curves, wall time
     records: list[Any] = dataclasses.field(default_factory=list, repr=False)
 
     @property
@@ -125,7 +125,7 @@ def _runs_cell(row: ComparisonRow) -> str:
 def wall_time_markdown(rows: Sequence[ComparisonRow], reference: str | None = None) -> list[str]:
     """Equal wall time: each row's AP after the seconds of training the fastest-finishing row needed
     (each variant at its mean measured seconds per step); empty when the runs' records are gone."""
-    from hdetr.experiments.records import ap_values_at_seconds, equal_wall_seconds, variant_speed
+    from hdetr.studies.run_records import ap_values_at_seconds, equal_wall_seconds, variant_speed
 
     if not rows or not all(r.records for r in rows):
         return []

@@ -19,8 +19,8 @@ from typing import Any, Mapping, Sequence
 from hdetr.config.experiment import ExperimentConfig
 from hdetr.errors import UserError
 from hdetr.paper import PaperCell, paper_table
-from hdetr.experiments.report import ComparisonRow, write_report
-from hdetr.experiments.study import Variant
+from hdetr.reports.comparison import ComparisonRow, write_report
+from hdetr.studies.variants import Variant
 
 OFFICIAL_TABLE = "official_checkpoints_readme"
 OFFICIAL_REPORT = "official_checkpoints"

@@ -1,0 +1,1 @@
+"""Report writers (markdown, JSON, figures); filled in below."""
