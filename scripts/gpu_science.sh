@@ -49,6 +49,6 @@ step() {  # step NAME SECONDS COMMAND...
 step environment 60 "$PYTHON" -c "import torch, hdetr; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 step runs "$RUN_LIMIT" "$PYTHON" -m hdetr.studies.regime run "$OUTPUT_DIR/runs" "${RUN_ARGS[@]}"
 runs_rc=$?
-step report 90 "$PYTHON" -m hdetr.studies.regime report "$OUTPUT_DIR/runs" "$OUTPUT_DIR/report"
+step report 90 "$PYTHON" -m hdetr.reports.regime "$OUTPUT_DIR/runs" "$OUTPUT_DIR/report"
 report_rc=$?
 [ "$runs_rc" -eq 0 ] && [ "$report_rc" -eq 0 ]

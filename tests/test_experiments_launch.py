@@ -16,7 +16,7 @@ from hdetr.cli import main
 from hdetr.errors import UserError
 from hdetr.studies.from_checkpoints import official_match
 from hdetr.studies.launch import (SLURM_EXIT, SLURM_JOB, SLURM_SCRIPT, LaunchSpec, launch_runs, launch_spec,
-                                      sbatch_script, study_requests)
+                                  sbatch_script, study_requests)
 from hdetr.studies.runs import RESULT, read_result
 from hdetr.studies.scales import ablation_study, table_study
 from hdetr.studies.variants import variant_config

@@ -10,7 +10,7 @@ from nbformat.v4 import new_code_cell, new_notebook, new_output
 from hdetr.cli import main
 from hdetr.errors import UserError
 from hdetr.studies.reproduce import (EXPERIMENTS, notebooks_dir, reproduce_command, run_experiment,
-                                      strip_heavy_outputs)
+                                     strip_heavy_outputs)
 
 
 def test_every_experiment_notebook_has_tagged_upper_case_parameters():
