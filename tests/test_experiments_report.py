@@ -8,7 +8,8 @@ import pytest
 
 from hdetr.errors import UserError
 from hdetr.paper import PaperCell, paper_sweep, paper_table, parse_cell, table_names
-from hdetr.reports.comparison import ComparisonRow, comparison_markdown, format_measured, write_report
+from hdetr.reports.comparison import comparison_markdown, format_measured, write_report
+from hdetr.studies.rows import ComparisonRow
 
 
 def test_parse_cell_marks_approximate_values():

@@ -5,7 +5,7 @@ import pytest
 
 from hdetr.errors import UserError
 from hdetr.studies.regime import regime_base
-from hdetr.reports.comparison import ComparisonRow
+from hdetr.studies.rows import ComparisonRow
 from hdetr.studies.scales import ablation_study, scheme_rows, scheme_variants, sweep_rows, table_study
 from hdetr.studies.variants import Variant, variant_config
 from hdetr.matching.plan import one2many_epochs

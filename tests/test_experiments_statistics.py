@@ -6,7 +6,8 @@ import pytest
 
 from hdetr.studies.run_records import (ap_at_seconds, compare, compare_at_seconds, equal_wall_seconds, load_record,
                                        variant_speed)
-from hdetr.reports.comparison import ComparisonRow, comparison_markdown, write_report
+from hdetr.reports.comparison import comparison_markdown, write_report
+from hdetr.studies.rows import ComparisonRow
 from hdetr.studies.statistics import difference, short_runs, summarize, t95, value_at, verdict
 
 

@@ -5,7 +5,8 @@ from typing import Sequence
 
 import matplotlib.pyplot as plt
 
-from hdetr.reports.comparison import ComparisonRow, paper_number
+from hdetr.reports.comparison import paper_number
+from hdetr.studies.rows import ComparisonRow
 from hdetr.studies.statistics import summarize
 from hdetr.studies.variants import curves
 

@@ -1,27 +1,31 @@
-"""Reproducing the paper's tables: its reference numbers, the papermill runner, report writers.
+"""Studies: what is trained, and how its runs are run and read. Reports are written by ``hdetr.reports``,
+which imports this package; no module here imports it.
 
-- ``hdetr.paper`` (below config and experiments, so presets and reports read one source):
-  ``load_paper_tables()``, ``paper_table(name)`` -> ``PaperTable``
-  (the paper's tables as published, with "approx" cells marked).
-- ``hdetr.reports.comparison``: ``ComparisonRow`` and ``write_report(...)``, which put the
-  measured numbers (mean and spread over seeds) beside the paper's in markdown + JSON.
-- ``hdetr.studies.scales``: what "smoke", "cpu" and "paper" scale mean for each table.
-- ``hdetr.studies.variants``: train and evaluate a list of variants (``run_study``).
-- ``hdetr.studies.runs``: each run in its own process, finished ones kept, interrupted ones
-  resumed, several at a time (``execute_runs``).
-- ``hdetr.studies.statistics`` / ``records``: seed statistics (mean, sd, 95 % intervals,
-  Welch differences, short-run flags) and what a finished run's folder says (AP curve, s/step,
-  assignment statistics), for the equal-iteration and equal-wall-time views.
-- ``hdetr.studies.regime`` / ``regime_report``: the CPU-regime study
-  (``reports/science/cpu_regime.md``).
-- ``hdetr.studies.demo``: ``hdetr demo``.
-- ``hdetr.studies.launch``: a study's runs as local processes, torchrun or SLURM jobs
-  (``launch_spec``, ``launch_study``), resumable, missing runs named.
-- ``hdetr.studies.measure``: where a report's numbers come from (in process, launched,
-  or ``CHECKPOINTS`` evaluated by ``hdetr.studies.from_checkpoints``).
-- ``hdetr.studies.scheme_costs``: the schemes' training / inference / memory costs;
-  ``hdetr.studies.expected_costs``: the expected cost of a paper-scale run (derived).
-- ``hdetr.reports.figures``: measured vs paper bar charts and training curves.
-- ``hdetr.studies.reproduce``: execute the experiment notebooks with papermill
-  (``hdetr reproduce``), never overwriting a finished report with a failed run.
+- ``hdetr.studies.runs``: each run in its own process, finished ones kept, interrupted ones resumed,
+  several at a time (``execute_runs``; ``python -m hdetr.studies.runs RUN_DIR`` is one run's process).
+- ``hdetr.studies.launch``: a study's runs as local processes, torchrun or SLURM jobs (``launch_spec``,
+  ``launch_study``), resumable, missing runs named.
+- ``hdetr.studies.run_records``: what a finished run's folder says (``RunRecord``, ``load_record``: AP
+  curve, s/step, assignment statistics), for the equal-iteration and equal-wall-time views.
+- ``hdetr.studies.statistics``: seed statistics (mean, sd, 95 % intervals, Welch differences, short-run
+  flags).
+- ``hdetr.studies.rows``: ``ComparisonRow``, a variant's measured runs beside the paper's numbers: what a
+  study hands to the report writers.
+- ``hdetr.studies.variants``: ``Variant`` (overrides of a study's base config), ``variant_config``,
+  ``study_requests``, ``study_rows``, ``run_study`` (train and evaluate a list of variants), ``curves``.
+- ``hdetr.studies.scales``: what "smoke", "cpu" and "paper" scale mean for each table (``StudySpec``,
+  ``table_study``, ``ablation_study``).
+- ``hdetr.studies.measure``: where a report's numbers come from (in process, launched, or ``CHECKPOINTS``
+  evaluated by ``hdetr.studies.from_checkpoints``, which also matches official checkpoints to the
+  official README's numbers).
+- ``hdetr.studies.regime``: the CPU-regime study's hypotheses and runs
+  (``python -m hdetr.studies.regime run RUNS_DIR``; its report: ``hdetr.reports.regime``).
+- ``hdetr.studies.demo``: the study of ``hdetr demo`` (``run_demo_study``; its report: ``hdetr.reports.demo``).
+- ``hdetr.studies.scheme_costs``: the schemes' measured training / inference / memory costs;
+  ``hdetr.studies.expected_costs``: the expected cost of a paper-scale run (derived from the paper's tables).
+- ``hdetr.studies.reproduce``: execute the experiment notebooks with papermill (``hdetr reproduce``),
+  never overwriting a finished report with a failed run.
+
+The paper's reference numbers are ``hdetr.paper`` (``load_paper_tables()``, ``paper_table(name)`` ->
+``PaperTable``, "approx" cells marked), below config and studies, so presets and reports read one source.
 """

@@ -33,7 +33,7 @@ from typing import Callable, Sequence
 
 from hdetr.config.experiment import ExperimentConfig
 from hdetr.errors import UserError
-from hdetr.reports.comparison import ComparisonRow
+from hdetr.studies.rows import ComparisonRow
 from hdetr.studies.runs import (LOG, RunOutcome, RunRequest, discard_result, execute_runs, log_tail, prepare_run,
                                 read_result, run_command)
 from hdetr.studies.variants import Variant, study_requests, study_rows

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from hdetr.studies.launch import LaunchSpec, launch_study
-from hdetr.reports.comparison import ComparisonRow
+from hdetr.studies.rows import ComparisonRow
 
 DEFAULT_LAUNCHED_RUNS = Path("runs") / "reproduce"
 

@@ -20,7 +20,6 @@ the 12-epoch K / lambda sweeps).
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Sequence
 
 from hdetr.config.experiment import ExperimentConfig, apply_overrides
@@ -28,8 +27,8 @@ from hdetr.config.presets import get_preset
 from hdetr.errors import UserError
 from hdetr.paper import paper_sweep, paper_table
 from hdetr.studies.regime import LVIS_CPU, regime_base, regime_hybrid_overrides
-from hdetr.reports.comparison import ComparisonRow, write_report
-from hdetr.studies.variants import Variant, copy_run_logs
+from hdetr.studies.rows import ComparisonRow
+from hdetr.studies.variants import Variant
 
 SCALES = ("smoke", "cpu", "paper")
 COCO_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
@@ -47,7 +46,7 @@ _SMOKE = ("data.synthetic_images=8", "train.epochs=2", "model.num_epochs=2", "tr
 
 @dataclasses.dataclass(frozen=True)
 class StudySpec:
-    """Everything one report needs to be measured and written."""
+    """Everything one report needs to be measured and written (``hdetr.reports.comparison.write_study_report``)."""
 
     name: str
     title: str
@@ -61,18 +60,6 @@ class StudySpec:
     paper_tables: tuple[str, ...]
     notes: tuple[str, ...] = ()
     jobs: int = 1  # runs at a time (hdetr.studies.variants.run_study)
-
-    def write_report(self, rows: Sequence[ComparisonRow], output_dir, command: str, *, name: str | None = None,
-                     title: str | None = None, reference: str | None = None, figures: Sequence[str] = (),
-                     notes: Sequence[str] = (), sections: Sequence[tuple[str, Sequence[str]]] = ()) -> dict:
-        """Write ``<output_dir>/<name>.md|.json`` (default name: the study's) and copy the runs' logs."""
-        copy_run_logs(rows, Path(output_dir) / "runs")
-        return write_report(
-            output_dir, name=name or self.name, title=title or self.title, scale=self.scale, command=command,
-            rows=rows, metrics=self.metrics, reference=reference or self.reference, setup=self.setup,
-            paper_tables=[paper_table(t) for t in self.paper_tables], notes=[*self.notes, *notes],
-            figures=figures, detail_keys=("seed", "steps", "train_seconds", "stopped_by", "last_loss_giou"),
-            sections=sections)
 
 
 def _check_scale(scale: str) -> None:

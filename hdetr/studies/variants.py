@@ -4,19 +4,18 @@ A ``Variant`` is a label plus ``section.field=value`` overrides on a study's bas
 ``ExperimentConfig`` (the same overrides ``hdetr train --set`` takes), and the
 paper's numbers for its counterpart. ``run_study`` trains every (variant, seed)
 with ``hdetr.engine.train`` into its own folder and returns ``ComparisonRow`` s
-for ``hdetr.reports.comparison.write_report``; the runs' ``metrics.jsonl`` files
+(``hdetr.studies.rows``) for the report writers; the runs' ``metrics.jsonl`` files
 stay in the run folders (``curves`` reads them back for figures).
 """
 from __future__ import annotations
 
 import dataclasses
 import re
-import shutil
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from hdetr.config.experiment import ExperimentConfig, apply_overrides
-from hdetr.reports.comparison import ComparisonRow
+from hdetr.studies.rows import ComparisonRow
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,22 +116,3 @@ def curves(row: ComparisonRow, key: str, kind: str = "train") -> list[tuple[list
         rows = [r for r in read_metrics(record.run_dir) if r.get("type") == kind and key in r]
         result.append(([int(r["step"]) for r in rows], [float(r[key]) for r in rows]))
     return result
-
-
-def copy_run_logs(rows: Sequence[ComparisonRow], dest: str | Path) -> list[Path]:
-    """Copy each run's metrics.jsonl and config.yaml to ``dest/<run folder>_{metrics.jsonl,config.yaml}``.
-
-    The runs' checkpoints stay behind (they are large); the logs are what a reader
-    needs to check a report's numbers and curves.
-    """
-    dest = Path(dest)
-    copied = []
-    for row in rows:
-        for record in row.records:
-            run_dir = Path(record.run_dir)
-            stem = f"{run_dir.parent.name}_{run_dir.name}"
-            for name in ("metrics.jsonl", "config.yaml"):
-                if (run_dir / name).is_file():
-                    dest.mkdir(parents=True, exist_ok=True)
-                    copied.append(Path(shutil.copyfile(run_dir / name, dest / f"{stem}_{name}")))
-    return copied
