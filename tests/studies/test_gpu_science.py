@@ -10,7 +10,7 @@ from pathlib import Path
 
 from hdetr.studies.regime import TINY, StudyScale, requests
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_gpu_science_tiny(tmp_path):
