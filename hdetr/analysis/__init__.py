@@ -4,7 +4,7 @@
 - ``count_duplicates``, ``nms_detections``, ``branch_table``, ``rows_to_markdown``: duplicates
   and NMS per branch (paper Table 13); ``covering_predictions`` / ``draw_object_duplicates``: one
   object's predictions in each branch.
-- ``read_report`` / ``plot_nms_gap``: the report of ``python -m hdetr.analysis.report`` (Table 13 at
+- ``read_report`` / ``plot_nms_gap``: the report of ``python -m hdetr.analysis.duplicates_report`` (Table 13 at
   this scale, the NMS gap over training).
 - ``batch_assignment_stats`` / ``dataset_assignment_stats``: positives per object, matched IoU
   and the score rank of matched queries, per group and layer.
@@ -23,7 +23,7 @@ _LAZY = {
     "hdetr.analysis.assignment_stats": ("AssignmentStats", "batch_assignment_stats", "dataset_assignment_stats"),
     "hdetr.analysis.dynamics": ("assignment_curves", "eval_curve", "plot_assignment_curves"),
     "hdetr.analysis.sampling": ("LayerSampling", "record_sampling", "draw_query_sampling"),
-    "hdetr.analysis.report": ("read_report", "plot_nms_gap"),
+    "hdetr.analysis.duplicates_report": ("read_report", "plot_nms_gap"),
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY, globals())
