@@ -2,7 +2,7 @@
 
 Scales:
 
-- ``cpu`` (default): the ablation study's cpu-scale models (``hdetr.experiments.scales.ablation_study("cpu")``:
+- ``cpu`` (default): the ablation study's cpu-scale models (``hdetr.studies.scales.ablation_study("cpu")``:
   ResNet-18, 128 px, baseline / hybrid branch / epoch / layer), batch 2, on this CPU; peak memory is
   the peak RSS of a fresh process per scheme;
 - ``paper``: Table 6's R50 presets (``coco_r50_table6_*_12ep``) at the paper's shapes (batch 2 of
@@ -31,7 +31,7 @@ REPORT = ROOT / "reports" / "bench" / "scheme_costs.json"
 
 
 def main(argv=None) -> int:
-    from hdetr.experiments.costs import scheme_costs, scheme_models
+    from hdetr.studies.scheme_costs import scheme_costs, scheme_models
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", choices=("cpu", "paper"), default="cpu")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The regime study's GPU variant: its most informative rows (hdetr.experiments.regime.GPU_KEYS: the
+# The regime study's GPU variant: its most informative rows (hdetr.studies.regime.GPU_KEYS: the
 # starved-positives regime, its equal-queries control, K = 3) at 10x the CPU study's steps, many runs at
 # once on one GPU (separate processes), each stopped by a wall-time limit so that the whole script,
 # set-up included, ends within 8 minutes. It writes the same run folders the CPU study reads, and the
@@ -47,8 +47,8 @@ step() {  # step NAME SECONDS COMMAND...
 }
 
 step environment 60 "$PYTHON" -c "import torch, hdetr; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
-step runs "$RUN_LIMIT" "$PYTHON" -m hdetr.experiments.regime run "$OUTPUT_DIR/runs" "${RUN_ARGS[@]}"
+step runs "$RUN_LIMIT" "$PYTHON" -m hdetr.studies.regime run "$OUTPUT_DIR/runs" "${RUN_ARGS[@]}"
 runs_rc=$?
-step report 90 "$PYTHON" -m hdetr.experiments.regime report "$OUTPUT_DIR/runs" "$OUTPUT_DIR/report"
+step report 90 "$PYTHON" -m hdetr.reports.regime "$OUTPUT_DIR/runs" "$OUTPUT_DIR/report"
 report_rc=$?
 [ "$runs_rc" -eq 0 ] && [ "$report_rc" -eq 0 ]

@@ -77,7 +77,7 @@ def test_overriding_model_num_epochs_names_train_epochs():
 
 
 def test_a_saved_run_result_with_the_legacy_key_is_the_requested_config(tmp_path):
-    from hdetr.experiments.runs import read_result
+    from hdetr.studies.runs import read_result
 
     cfg = get_preset("synthetic_demo_hybrid_epoch")
     saved = _legacy("synthetic_demo_hybrid_epoch", cfg.train.epochs)

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from hdetr.cli import main
-from hdetr.experiments.demo import DEMO_PRESETS, demo_configs, demo_requests
+from hdetr.studies.demo import DEMO_PRESETS, demo_configs, demo_requests
 
 
 def test_demo_presets_share_the_budget_and_differ_only_in_the_scheme():

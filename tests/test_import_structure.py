@@ -5,6 +5,9 @@
   time; ``if TYPE_CHECKING:`` blocks never run).
 - The library does not depend on the command-line layer: no module but ``hdetr/cli.py``
   and those under ``hdetr/commands/`` imports ``hdetr.commands``, at any level.
+- Studies do not depend on their reports: the report writers (``hdetr/reports/``) import the
+  studies (``hdetr/studies/``), and no module under ``hdetr/studies/`` imports ``hdetr.reports``,
+  at any level.
 - transformers (the optional ``hf`` extra) is imported only inside functions, and only by
   ``hdetr/adapters/hf_deformable_detr.py``: importing hdetr never imports it.
 """
@@ -16,6 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "hdetr"
 COMMAND_LAYER = ("hdetr.cli", "hdetr.commands")
+STUDIES, REPORTS = "hdetr.studies", "hdetr.reports"
 
 
 def _module_name(path: Path) -> str:
@@ -117,8 +121,8 @@ def _is_package_of(package: str, module: str) -> bool:
 def test_the_walk_sees_the_library():
     assert "hdetr.models" in _graph(module_level=True)["hdetr.checkpoints.official"]
     # function-level imports count for the layering rule
-    assert "hdetr.checkpoints.build" in _graph(module_level=False)["hdetr.analysis.report"]
-    assert "hdetr.checkpoints.build" not in _graph(module_level=True)["hdetr.analysis.report"]
+    assert "hdetr.checkpoints.build" in _graph(module_level=False)["hdetr.analysis.duplicates_report"]
+    assert "hdetr.checkpoints.build" not in _graph(module_level=True)["hdetr.analysis.duplicates_report"]
 
 
 def test_the_cycle_finder_finds_cycles():
@@ -145,6 +149,23 @@ def test_the_library_does_not_import_the_commands():
         if target == "hdetr.commands" or target.startswith("hdetr.commands.")
     )
     assert not offenders, "library modules importing the command layer:\n" + "\n".join(offenders)
+
+
+def _in_package(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+def test_the_studies_do_not_import_the_reports():
+    graph = _graph(module_level=False)
+    # the rule is not empty: the writers do import the studies
+    assert "hdetr.studies.rows" in graph["hdetr.reports.comparison"]
+    assert any(_in_package(m, STUDIES) for m in graph) and any(_in_package(m, REPORTS) for m in graph)
+    offenders = sorted(
+        f"{module} imports {target}"
+        for module, targets in graph.items() if _in_package(module, STUDIES)
+        for target in targets if _in_package(target, REPORTS)
+    )
+    assert not offenders, "study modules importing the report writers (imports run downward):\n" + "\n".join(offenders)
 
 
 def _third_party(tree: ast.AST, module: str, is_package: bool, package: str, *, module_level: bool) -> bool:

@@ -30,7 +30,7 @@ def test_notebook_04_states_numbers_from_the_report():
     typed in its markdown are the paper's and the report's settings, as the report itself holds them."""
     import re
 
-    from hdetr.analysis.report import read_report, what_to_notice
+    from hdetr.analysis.duplicates_report import read_report, what_to_notice
 
     root = Path(__file__).resolve().parents[1]
     report = read_report(root / "reports" / "analysis")

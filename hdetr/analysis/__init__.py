@@ -4,7 +4,7 @@
 - ``count_duplicates``, ``nms_detections``, ``branch_table``, ``rows_to_markdown``: duplicates
   and NMS per branch (paper Table 13); ``covering_predictions`` / ``draw_object_duplicates``: one
   object's predictions in each branch.
-- ``read_report`` / ``plot_nms_gap``: the report of ``python -m hdetr.analysis.report`` (Table 13 at
+- ``read_report`` / ``plot_nms_gap``: the report of ``python -m hdetr.analysis.duplicates_report`` (Table 13 at
   this scale, the NMS gap over training); ``plot_over_training``: baseline and hybrid over training in one
   figure (AP without / with NMS, duplicates per object), from that report.
 - ``batch_assignment_stats`` / ``dataset_assignment_stats``: positives per object, matched IoU
@@ -24,7 +24,7 @@ _LAZY = {
     "hdetr.analysis.assignment_stats": ("AssignmentStats", "batch_assignment_stats", "dataset_assignment_stats"),
     "hdetr.analysis.dynamics": ("assignment_curves", "eval_curve", "plot_assignment_curves"),
     "hdetr.analysis.sampling": ("LayerSampling", "record_sampling", "draw_query_sampling"),
-    "hdetr.analysis.report": ("read_report", "plot_nms_gap"),
+    "hdetr.analysis.duplicates_report": ("read_report", "plot_nms_gap"),
     "hdetr.analysis.over_training": ("over_training_series", "plot_over_training"),
 }
 

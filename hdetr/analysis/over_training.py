@@ -1,7 +1,7 @@
 """Baseline and hybrid over training, in one figure: AP without and with NMS, and duplicates per object.
 
 Reads the ``over_training`` rows of the duplicates report (``duplicates.json``, written by
-``python -m hdetr.analysis.report``: every snapshot of both shipped references evaluated on
+``python -m hdetr.analysis.duplicates_report``: every snapshot of both shipped references evaluated on
 the same validation images), so the figure and the report's table are the same numbers.
 """
 from __future__ import annotations

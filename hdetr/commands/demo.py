@@ -19,7 +19,7 @@ DEFAULT_WORK_DIR = "runs/demo"
 
 
 def register(subparsers) -> None:
-    from hdetr.experiments.demo import DEFAULT_SEEDS
+    from hdetr.studies.demo import DEFAULT_SEEDS
 
     parser = subparsers.add_parser("demo", help="baseline vs H-DETR on the synthetic set, 3 seeds, on CPU (~10 min)",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -37,20 +37,27 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from hdetr.errors import UserError
-    from hdetr.experiments.demo import run_demo
+    from hdetr.reports.demo import demo_table, findings, write_demo_report
+    from hdetr.studies.demo import run_demo_study
 
     if args.jobs < 1:
         raise UserError(f"--jobs {args.jobs}: expected at least 1")
     if len(set(args.seeds)) != len(args.seeds):
         raise UserError(f"--seeds {' '.join(map(str, args.seeds))}: each seed once")
-    run_demo(args.report_dir, args.work_dir, seeds=args.seeds, max_iters=args.max_iters, overrides=args.overrides,
-             jobs=args.jobs, command=_command_line(args))
+    demo = run_demo_study(args.work_dir, seeds=args.seeds, max_iters=args.max_iters, overrides=args.overrides,
+                          jobs=args.jobs)
+    table = write_demo_report(demo, args.report_dir, _command_line(args))
+    print("")
+    print("\n".join(demo_table(demo.records, demo.configs)))
+    print("")
+    print("\n".join(findings(demo.records)))
+    print(f"\nreport: {table}")
     return 0
 
 
 def _command_line(args: argparse.Namespace) -> str:
     """The command as typed, rebuilt from the parsed arguments (recorded in the report)."""
-    from hdetr.experiments.demo import DEFAULT_SEEDS
+    from hdetr.studies.demo import DEFAULT_SEEDS
 
     parts = ["hdetr", "demo"]
     if args.report_dir != DEFAULT_REPORT_DIR:

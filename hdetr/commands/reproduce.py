@@ -29,7 +29,7 @@ def _parse_parameter(text: str) -> tuple[str, object]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hdetr.experiments.runner import EXPERIMENTS, run_experiment
+    from hdetr.studies.reproduce import EXPERIMENTS, run_experiment
 
     parameters = dict(_parse_parameter(p) for p in args.param)
     if args.experiment == "all" and args.scale == "paper":

@@ -1,9 +1,15 @@
-"""Report writers: measured numbers beside the paper's, as markdown + JSON, with the command.
+"""Comparison reports: measured numbers beside the paper's, as markdown + JSON, with the command.
 
 Every report says at what scale it was measured and carries the command that
 regenerates it, so no number in ``reports/`` lacks its provenance. Measured
 metrics are COCO/LVIS evaluator values in [0, 1] (``-1`` = undefined, e.g. APs
 without small objects); reports show them in percent like the paper.
+
+- ``write_report``: any list of ``ComparisonRow`` s (``hdetr.studies.rows``);
+- ``write_study_report``: a study's report (``hdetr.studies.scales.StudySpec``: its title, scale,
+  metrics, setup and paper tables), with the runs' logs copied beside it (``copy_run_logs``);
+- ``write_official_report``: evaluated checkpoint files beside the official README's numbers
+  (``hdetr.studies.from_checkpoints``).
 """
 from __future__ import annotations
 
@@ -12,51 +18,19 @@ import datetime as _dt
 import json
 import os
 import platform
+import shutil
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-from hdetr.paper import PaperCell, PaperTable
-from hdetr.experiments.statistics import difference, summarize, verdict
+from hdetr.paper import PaperCell, PaperTable, paper_table
+from hdetr.studies.from_checkpoints import OFFICIAL_TABLE, official_rows
+from hdetr.studies.rows import ComparisonRow
+from hdetr.studies.statistics import difference, summarize, verdict
 
+if TYPE_CHECKING:
+    from hdetr.studies.scales import StudySpec
 
-@dataclasses.dataclass
-class ComparisonRow:
-    """One variant: its measured runs (one metrics dict per seed) and the paper's numbers for it.
-
-    Attributes:
-        label: what the row is, e.g. ``"H-Deformable-DETR (hybrid branch)"``.
-        measured: per seed, metric name -> value in [0, 1] as the evaluator returns it.
-        paper: metric name -> the paper's value in percent (PaperCell or float), for the
-            paper's counterpart of this variant; empty when the paper has none.
-        paper_source: where the paper's numbers come from, e.g. ``"Table 1, R50 12 epochs"``.
-        details: per-run facts worth keeping (seed, iterations, wall seconds, overrides ...).
-    """
-
-    label: str
-    measured: list[dict[str, float]]
-    paper: dict[str, Any] = dataclasses.field(default_factory=dict)
-    paper_source: str = ""
-    details: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    # the finished runs (hdetr.experiments.records.RunRecord) while their folders exist: curves, wall time
-    records: list[Any] = dataclasses.field(default_factory=list, repr=False)
-
-    @property
-    def short_runs(self) -> list[dict[str, Any]]:
-        """Details of the runs that stopped before their step budget (their row does not compare equal budgets)."""
-        return [d for d in self.details if d.get("short")]
-
-    @property
-    def failed_runs(self) -> list[dict[str, Any]]:
-        """Details of the runs that did not finish (not in ``measured``)."""
-        return [d for d in self.details if d.get("status") == "failed"]
-
-    def values(self, metric: str) -> list[float]:
-        """Defined measured values of ``metric`` in percent (undefined ``-1`` entries dropped)."""
-        return [100.0 * run[metric] for run in self.measured if metric in run and run[metric] >= 0]
-
-    def mean(self, metric: str) -> float | None:
-        values = self.values(metric)
-        return sum(values) / len(values) if values else None
+OFFICIAL_REPORT = "official_checkpoints"
 
 
 def format_measured(values: Sequence[float]) -> str:
@@ -125,7 +99,7 @@ def _runs_cell(row: ComparisonRow) -> str:
 def wall_time_markdown(rows: Sequence[ComparisonRow], reference: str | None = None) -> list[str]:
     """Equal wall time: each row's AP after the seconds of training the fastest-finishing row needed
     (each variant at its mean measured seconds per step); empty when the runs' records are gone."""
-    from hdetr.experiments.records import ap_values_at_seconds, equal_wall_seconds, variant_speed
+    from hdetr.studies.run_records import ap_values_at_seconds, equal_wall_seconds, variant_speed
 
     if not rows or not all(r.records for r in rows):
         return []
@@ -247,3 +221,49 @@ def write_report(out_dir: str | Path, *, name: str, title: str, scale: str, comm
     paths["markdown"].write_text("\n".join(md))
     paths["json"].write_text(json.dumps(payload, indent=2, default=str) + "\n")
     return paths
+
+
+def copy_run_logs(rows: Sequence[ComparisonRow], dest: str | Path) -> list[Path]:
+    """Copy each run's metrics.jsonl and config.yaml to ``dest/<run folder>_{metrics.jsonl,config.yaml}``.
+
+    The runs' checkpoints stay behind (they are large); the logs are what a reader
+    needs to check a report's numbers and curves.
+    """
+    dest = Path(dest)
+    copied = []
+    for row in rows:
+        for record in row.records:
+            run_dir = Path(record.run_dir)
+            stem = f"{run_dir.parent.name}_{run_dir.name}"
+            for name in ("metrics.jsonl", "config.yaml"):
+                if (run_dir / name).is_file():
+                    dest.mkdir(parents=True, exist_ok=True)
+                    copied.append(Path(shutil.copyfile(run_dir / name, dest / f"{stem}_{name}")))
+    return copied
+
+
+def write_study_report(spec: StudySpec, rows: Sequence[ComparisonRow], output_dir: str | Path, command: str, *,
+                       name: str | None = None, title: str | None = None, reference: str | None = None,
+                       figures: Sequence[str] = (), notes: Sequence[str] = (),
+                       sections: Sequence[tuple[str, Sequence[str]]] = ()) -> dict[str, Path]:
+    """Write ``<output_dir>/<name>.md|.json`` of ``spec``'s rows (default name: the study's) and copy the
+    runs' logs to ``<output_dir>/runs``."""
+    copy_run_logs(rows, Path(output_dir) / "runs")
+    return write_report(
+        output_dir, name=name or spec.name, title=title or spec.title, scale=spec.scale, command=command,
+        rows=rows, metrics=spec.metrics, reference=reference or spec.reference, setup=spec.setup,
+        paper_tables=[paper_table(t) for t in spec.paper_tables], notes=[*spec.notes, *notes],
+        figures=figures, detail_keys=("seed", "steps", "train_seconds", "stopped_by", "last_loss_giou"),
+        sections=sections)
+
+
+def write_official_report(out_dir: str | Path, rows: Sequence[ComparisonRow], command: str, *, scale: str,
+                          setup: str = "", metrics: Sequence[str] = ("AP", "AP50", "AP75")) -> dict[str, Path]:
+    """``official_checkpoints.md|.json``: the evaluated files beside the official README's numbers."""
+    return write_report(
+        out_dir, name=OFFICIAL_REPORT, title="Official checkpoints evaluated by hdetr", scale=scale, command=command,
+        rows=official_rows(rows), metrics=metrics, setup=setup, paper_tables=[paper_table(OFFICIAL_TABLE)],
+        detail_keys=("variant", "format", "num_images"),
+        notes=["Each checkpoint file is read with `hdetr eval`'s loader and scored by hdetr's evaluator; the paper "
+               "column is the official README's COCO val AP for the checkpoint of that name (matched by file name "
+               "and epochs)."])

@@ -1,7 +1,6 @@
-"""Launching a study's runs (torchrun, SLURM) from `hdetr reproduce`, and tables filled from checkpoint files."""
+"""Launching a study's runs (torchrun, SLURM) from `hdetr reproduce`: one submission per run, resumable."""
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import stat
@@ -9,17 +8,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import torch
 
-import hdetr
 from hdetr.cli import main
 from hdetr.errors import UserError
-from hdetr.experiments.checkpoints import official_match
-from hdetr.experiments.launch import (SLURM_EXIT, SLURM_JOB, SLURM_SCRIPT, LaunchSpec, launch_runs, launch_spec,
-                                      sbatch_script, study_requests)
-from hdetr.experiments.runs import RESULT, read_result
-from hdetr.experiments.scales import ablation_study, table_study
-from hdetr.experiments.study import variant_config
+from hdetr.studies.launch import (SLURM_EXIT, SLURM_JOB, SLURM_SCRIPT, LaunchSpec, launch_runs, launch_spec,
+                                  sbatch_script, study_requests)
+from hdetr.studies.runs import RESULT, read_result
+from hdetr.studies.scales import table_study
 
 
 def test_launch_parameters_are_checked_before_anything_runs():
@@ -49,7 +44,7 @@ def test_sbatch_script_runs_the_run_folder_through_the_templates_srun_torchrun(t
                  "#SBATCH --job-name=hdetr-hybrid_branch-s0", "GPUS_PER_NODE=8", "--rdzv_backend=c10d",
                  '--nproc_per_node="${GPUS_PER_NODE}"', f"RUN_DIR={request.run_dir.resolve()}"):
         assert line in script, line
-    assert '--module hdetr.experiments.runs "$RUN_DIR" --resume' in script
+    assert '--module hdetr.studies.runs "$RUN_DIR" --resume' in script
     assert "hdetr.cli train" not in script and "PRESET" not in script
     assert script.index("#SBATCH") < script.index("set -euo pipefail")  # sbatch reads options before commands
 
@@ -73,7 +68,7 @@ def test_sbatch_script_runs_under_srun_and_records_its_exit_status(tmp_path):
     launched = (request.run_dir / "run.log").read_text()
     for part in ("srun --kill-on-bad-exit=1", "-m torch.distributed.run", "--nnodes=2", "--nproc_per_node=4",
                  "--rdzv_endpoint=node07:24242", "--rdzv_id=4242",
-                 f"--module hdetr.experiments.runs {request.run_dir.resolve()} --resume"):
+                 f"--module hdetr.studies.runs {request.run_dir.resolve()} --resume"):
         assert part in launched, part
     assert (request.run_dir / SLURM_EXIT).read_text().strip() == "0"
 
@@ -126,19 +121,6 @@ def test_slurm_submits_once_waits_for_queued_jobs_and_collects_results(tmp_path,
     assert read_result(failed.run_dir) is None
 
 
-def test_table6_rows_at_paper_scale_are_presets():
-    spec = ablation_study("paper", data_root="/datasets/coco")
-    assert [v.key for v in spec.variants] == ["baseline", "baseline_1800q", "hybrid_branch", "hybrid_epoch",
-                                              "hybrid_layer"]
-    models = {v.key: variant_config(spec.base, v, 42).model for v in spec.variants}
-    assert models["baseline_1800q"].num_queries_one2one == 1800 and models["baseline_1800q"].scheme == "baseline"
-    assert (models["hybrid_branch"].num_queries_one2many, models["hybrid_branch"].k_one2many) == (1500, 6)
-    assert {models[k].num_queries_one2one for k in ("hybrid_epoch", "hybrid_layer")} == {1800}
-    assert all(not m.mixed_selection and not m.look_forward_twice and m.dropout == 0.1 for m in models.values())
-    assert [float(v.paper["AP"].number) for v in spec.variants] == [43.7, 44.1, 45.9, 45.5, 45.6]
-    assert variant_config(spec.base, spec.variants[0], 42).data.root == "/datasets/coco"
-
-
 @pytest.mark.slow
 def test_reproduce_launches_a_two_process_gloo_study_and_keeps_finished_runs(tmp_path):
     runs = tmp_path / "runs"
@@ -161,59 +143,3 @@ def test_reproduce_launches_a_two_process_gloo_study_and_keeps_finished_runs(tmp
                         LaunchSpec("torchrun", nproc_per_node=2, poll_seconds=0.1), log=lambda _: None)
     assert [o.status for o in again] == ["skipped", "skipped"]
     assert [[o.result["metrics"]] for o in again] == [row["measured"] for row in report["rows"]]
-
-
-OFFICIAL_NAMES = {
-    "baseline": "r50_deformable_detr_plus_iterative_bbox_refinement_plus_plus_two_stage_12eps.pth",
-    "hybrid_branch": "r50_hybrid_branch_lambda1_group6_t1500_dp0_mqs_lft_deformable_detr_plus_iterative_bbox_"
-                     "refinement_plus_plus_two_stage_12eps.pth",
-}
-
-
-def _official_checkpoint(model_cfg, path: Path) -> Path:
-    torch.manual_seed(0)
-    model = hdetr.build_model(model_cfg)
-    args = argparse.Namespace(nheads=model_cfg.nheads, num_queries_one2one=model_cfg.num_queries_one2one,
-                              num_queries_one2many=model_cfg.num_queries_one2many, k_one2many=model_cfg.k_one2many,
-                              topk=model_cfg.topk, backbone=model_cfg.backbone)
-    torch.save({"model": hdetr.to_official_state_dict(model), "args": args, "epoch": 11}, path)
-    return path
-
-
-@pytest.mark.slow
-def test_checkpoints_fill_the_table_and_the_official_checkpoints_report(tmp_path):
-    spec = table_study("coco", "smoke")
-    files = {v.key: _official_checkpoint(variant_config(spec.base, v, 0).model, tmp_path / OFFICIAL_NAMES[v.key])
-             for v in spec.variants}
-    assert official_match(files["hybrid_branch"]) == (OFFICIAL_NAMES["hybrid_branch"][:-len("_12eps.pth")], 12)
-    checkpoints = json.dumps({k: str(p) for k, p in files.items()})
-    assert main(["reproduce", "coco", "--scale", "smoke", "--out", str(tmp_path / "reports"),
-                 "-p", f"CHECKPOINTS={checkpoints}"]) == 0
-    out = tmp_path / "reports" / "coco" / "smoke"
-    table = json.loads((out / "coco.json").read_text())
-    for row in table["rows"]:
-        assert len(row["measured"]) == 1 and row["details"][0]["format"] == "official"
-        assert row["measured"][0]["num_images"] == spec.base.train.eval_max_images
-    assert any("evaluations of given checkpoint files" in note for note in table["notes"])
-    official = json.loads((out / "official_checkpoints.json").read_text())
-    assert official["title"] == "Official checkpoints evaluated by hdetr"
-    assert [(r["label"], r["paper"]["AP"]) for r in official["rows"]] == [(OFFICIAL_NAMES["baseline"], 43.7),
-                                                                          (OFFICIAL_NAMES["hybrid_branch"], 48.7)]
-    assert [r["measured"] for r in official["rows"]] == [r["measured"] for r in table["rows"]]
-    assert "official_checkpoints_readme" in (out / "official_checkpoints.md").read_text()
-
-
-@pytest.mark.slow
-def test_scheme_costs_measure_every_scheme_against_the_baseline():
-    from hdetr.experiments.costs import scheme_costs
-
-    spec = ablation_study("smoke")
-    models = {v.key: variant_config(spec.base, v, 0).model.replace(msda_backend="torch")
-              for v in spec.variants if v.key in ("baseline", "hybrid_branch")}
-    costs = scheme_costs(models, batch_size=2, image_size=64, iterations=2, log=lambda _: None)
-    assert [c.key for c in costs] == ["baseline", "hybrid_branch"]
-    assert costs[0].train_ratio_to_baseline == 1.0 and costs[1].train_ratio_to_baseline > 0
-    assert costs[1].queries_train == costs[1].queries_eval + models["hybrid_branch"].num_queries_one2many
-    for cost in costs:
-        assert cost.memory_kind == "cpu_peak_rss" and cost.peak_memory_mb > cost.process_floor_mb > 0
-        assert cost.inference_images_per_s > 0 and cost.parameters >= cost.trainable_parameters > 0

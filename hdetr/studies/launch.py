@@ -2,17 +2,17 @@
 
 Launchers (``LaunchSpec.launcher``, the notebooks' ``LAUNCHER`` parameter):
 
-- ``local``: ``hdetr.experiments.runs.execute_runs`` as it is, one process per run.
+- ``local``: ``hdetr.studies.runs.execute_runs`` as it is, one process per run.
 - ``torchrun``: each run's process is ``torchrun --standalone --nproc_per_node=N -m
-  hdetr.experiments.runs RUN_DIR`` (``python -m torch.distributed.run``, the same
+  hdetr.studies.runs RUN_DIR`` (``python -m torch.distributed.run``, the same
   interpreter); its ranks use NCCL on GPUs, gloo on CPUs. Several nodes go through SLURM.
 - ``slurm``: each run becomes an sbatch script built from ``scripts/slurm_multinode.sh``
-  (its ``#SBATCH`` header and its ``srun torchrun`` line, running ``hdetr.experiments.runs``
+  (its ``#SBATCH`` header and its ``srun torchrun`` line, running ``hdetr.studies.runs``
   instead of ``hdetr train``), written into the run folder and submitted. With
   ``submit_only`` the launch returns once every job is submitted; otherwise it polls
   the run folders until each holds its ``result.json`` or its job has ended.
 
-Every launcher keeps the run folders' contract (``hdetr.experiments.runs``): a finished
+Every launcher keeps the run folders' contract (``hdetr.studies.runs``): a finished
 run is not run again, an interrupted one resumes from ``checkpoint_last.pth``, a failed
 one is reported with the tail of its log, and a submitted job still in the queue is
 waited for, not submitted twice. ``launch_study`` turns the outcomes into the rows of a
@@ -33,10 +33,10 @@ from typing import Callable, Sequence
 
 from hdetr.config.experiment import ExperimentConfig
 from hdetr.errors import UserError
-from hdetr.experiments.report import ComparisonRow
-from hdetr.experiments.runs import (LOG, RunOutcome, RunRequest, discard_result, execute_runs, log_tail,
-                                    prepare_run, read_result, run_command)
-from hdetr.experiments.study import Variant, study_requests, study_rows
+from hdetr.studies.rows import ComparisonRow
+from hdetr.studies.runs import (LOG, RunOutcome, RunRequest, discard_result, execute_runs, log_tail, prepare_run,
+                                read_result, run_command)
+from hdetr.studies.variants import Variant, study_requests, study_rows
 
 LAUNCHERS = ("local", "torchrun", "slurm")
 SLURM_SCRIPT = "job.sbatch"
@@ -120,7 +120,7 @@ def torchrun_command(spec: LaunchSpec) -> Callable[[RunRequest, Sequence[str]], 
     def command(request: RunRequest, args: Sequence[str]) -> list[str]:
         # --standalone: a rendezvous of its own on a free port, so runs side by side do not collide
         return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1",
-                f"--nproc_per_node={spec.nproc_per_node}", "-m", "hdetr.experiments.runs", str(request.run_dir),
+                f"--nproc_per_node={spec.nproc_per_node}", "-m", "hdetr.studies.runs", str(request.run_dir),
                 *args]
 
     return command
@@ -131,7 +131,7 @@ def sbatch_script(request: RunRequest, args: Sequence[str], spec: LaunchSpec, te
     """The sbatch script of one run, built from ``scripts/slurm_multinode.sh``.
 
     Kept from the template: its ``#SBATCH`` lines, its node / port / thread variables
-    and its ``srun torchrun`` rendezvous options; replaced: the module (``hdetr.experiments.runs``
+    and its ``srun torchrun`` rendezvous options; replaced: the module (``hdetr.studies.runs``
     on the run folder), the job name, the nodes and GPUs, the log file. The job writes its
     exit status to ``slurm_exit`` in the run folder (how a waiting launch tells a failed
     job from a running one); a requeued job removes it again when it starts.
@@ -154,7 +154,7 @@ def sbatch_script(request: RunRequest, args: Sequence[str], spec: LaunchSpec, te
     name = f"hdetr-{request.key.replace('/', '-')}-s{request.seed}"
     body = [
         "#!/usr/bin/env bash",
-        f"# {request.key} seed {request.seed}: written by hdetr.experiments.launch from scripts/slurm_multinode.sh",
+        f"# {request.key} seed {request.seed}: written by hdetr.studies.launch from scripts/slurm_multinode.sh",
         f"#SBATCH --job-name={name}",
         f"#SBATCH --nodes={spec.nnodes}",
         f"#SBATCH --gpus-per-node={spec.nproc_per_node}",
@@ -171,7 +171,7 @@ def sbatch_script(request: RunRequest, args: Sequence[str], spec: LaunchSpec, te
         'MASTER_PORT=${MASTER_PORT:-$((20000 + SLURM_JOB_ID % 20000))}',
         *[ln for ln in variables if not ln.startswith("GPUS_PER_NODE=")],
         *launch,
-        f'  --module hdetr.experiments.runs "$RUN_DIR" {" ".join(args)} >> "$RUN_DIR/{LOG}" 2>&1',
+        f'  --module hdetr.studies.runs "$RUN_DIR" {" ".join(args)} >> "$RUN_DIR/{LOG}" 2>&1',
         "",
     ]
     return "\n".join(body)

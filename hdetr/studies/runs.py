@@ -105,8 +105,8 @@ def log_tail(run_dir: str | Path, lines: int = 12) -> str:
 
 
 def run_command(request: RunRequest, args: Sequence[str]) -> list[str]:
-    """The default process of a run: this interpreter, one process (``hdetr.experiments.launch`` has others)."""
-    return [sys.executable, "-m", "hdetr.experiments.runs", str(request.run_dir), *args]
+    """The default process of a run: this interpreter, one process (``hdetr.studies.launch`` has others)."""
+    return [sys.executable, "-m", "hdetr.studies.runs", str(request.run_dir), *args]
 
 
 def execute_runs(requests: Sequence[RunRequest], *, jobs: int = 2, log: Callable[[str], None] = print,
@@ -115,7 +115,7 @@ def execute_runs(requests: Sequence[RunRequest], *, jobs: int = 2, log: Callable
     """Run every unfinished request, ``jobs`` at a time, each in its own process; outcomes in request order.
 
     ``command(request, ["--resume"] or ["--overwrite"])`` is the argv of a run's process
-    (default: ``run_command``; ``hdetr.experiments.launch.torchrun_command`` wraps it in torchrun).
+    (default: ``run_command``; ``hdetr.studies.launch.torchrun_command`` wraps it in torchrun).
     """
     if jobs < 1:
         raise ValueError(f"jobs={jobs} must be >= 1")

@@ -105,7 +105,7 @@ def peak_rss_mb(config: ModelConfig, batch_size: int, size: int) -> tuple[float,
     """(peak resident memory, resident memory after imports) in MB of a fresh process that builds
     ``config`` and runs one CPU training step."""
     payload = json.dumps({"config": config.to_dict(), "batch_size": batch_size, "size": size})
-    proc = subprocess.run([sys.executable, "-m", "hdetr.experiments.costs", payload], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "hdetr.studies.scheme_costs", payload], capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"peak RSS process failed: {proc.stderr.strip().splitlines()[-1:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -174,8 +174,8 @@ def scheme_models(scale: str) -> tuple[dict[str, ModelConfig], int]:
     at its synthetic image size; ``paper``: the ``coco_r50_table6_*_12ep`` presets at 800 px.
     """
     from hdetr.config.presets import TABLE6_PRESETS, get_preset
-    from hdetr.experiments.scales import TABLE6_ROWS, ablation_study
-    from hdetr.experiments.study import variant_config
+    from hdetr.studies.scales import TABLE6_ROWS, ablation_study
+    from hdetr.studies.variants import variant_config
 
     if scale == "paper":
         return {key: get_preset(name).model for key, name in TABLE6_PRESETS.items()}, 800

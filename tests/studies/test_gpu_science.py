@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hdetr.experiments.regime import TINY, StudyScale, requests
+from hdetr.studies.regime import TINY, StudyScale, requests
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_gpu_science_tiny(tmp_path):

@@ -1,7 +1,7 @@
 """Where a report's measured numbers come from: training in this process, launched runs, or checkpoint files.
 
 The experiment notebooks call ``measure_rows`` with their LAUNCHER / CHECKPOINTS
-parameters (``hdetr.experiments.launch.launch_spec``):
+parameters (``hdetr.studies.launch.launch_spec``):
 
 - ``checkpoints`` given: each variant's checkpoint files are evaluated (no training);
 - ``launch`` None (smoke / cpu scale without LAUNCHER): ``run_study`` on this machine, ``jobs``
@@ -18,8 +18,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from hdetr.experiments.launch import LaunchSpec, launch_study
-from hdetr.experiments.report import ComparisonRow
+from hdetr.studies.launch import LaunchSpec, launch_study
+from hdetr.studies.rows import ComparisonRow
 
 DEFAULT_LAUNCHED_RUNS = Path("runs") / "reproduce"
 
@@ -41,13 +41,13 @@ def runs_folder(runs_dir: str | Path | None, name: str, scale: str, launch: Laun
 def measure_rows(spec, runs_dir: str | Path, *, launch: LaunchSpec | None = None,
                  checkpoints: Mapping[str, Any] | None = None, jobs: int | None = None,
                  log: Callable[[str], None] = print) -> tuple[list[ComparisonRow], list[str]]:
-    """(rows, notes) of ``spec`` (a ``hdetr.experiments.scales.StudySpec``) measured as asked."""
+    """(rows, notes) of ``spec`` (a ``hdetr.studies.scales.StudySpec``) measured as asked."""
     if checkpoints:
-        from hdetr.experiments.checkpoints import checkpoint_rows
+        from hdetr.studies.from_checkpoints import checkpoint_rows
 
         return checkpoint_rows(spec.base, spec.variants, checkpoints, log=log)
     if launch is None:
-        from hdetr.experiments.study import run_study
+        from hdetr.studies.variants import run_study
 
         rows = run_study(spec.base, spec.variants, spec.seeds, runs_dir, jobs=jobs or spec.jobs, log=log)
         failed = [f"{r.label} seed {d['seed']}" for r in rows for d in r.failed_runs]

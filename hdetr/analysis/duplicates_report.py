@@ -1,6 +1,6 @@
 """The duplicates / NMS report (paper Table 13 at this scale) and the NMS gap over training.
 
-    python -m hdetr.analysis.report reports/analysis [--runs runs/references] [--images 300] [--curve-images 100]
+    python -m hdetr.analysis.duplicates_report reports/analysis [--runs runs/references] [--images 300] [--curve-images 100]
         [--nms-iou 0.7] [--score-threshold 0.3] [--dup-iou 0.6]
 
 writes into the output folder:
@@ -122,7 +122,7 @@ def read_report(folder: str | Path = "reports/analysis") -> dict[str, Any]:
     """The JSON the command wrote (``duplicates.json`` in ``folder``)."""
     path = Path(folder) / REPORT_JSON
     if not path.is_file():
-        raise UserError(f"{path}: does not exist; write it with `python -m hdetr.analysis.report {folder}`")
+        raise UserError(f"{path}: does not exist; write it with `python -m hdetr.analysis.duplicates_report {folder}`")
     return json.loads(path.read_text())
 
 
@@ -220,7 +220,7 @@ def make_report(out_dir: str | Path, *, runs_dir: str | Path | None = "runs/refe
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hdetr.analysis.report", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m hdetr.analysis.duplicates_report", description=__doc__.splitlines()[0])
     parser.add_argument("out_dir", help="folder for duplicates.md, duplicates.json and the figure")
     parser.add_argument("--runs", default="runs/references", help="runs of scripts/train_references.sh (snapshots)")
     parser.add_argument("--skip-curve", action="store_true", help="no NMS gap over training (no snapshots needed)")
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--score-threshold", type=float, default=0.3, help="score above which a prediction counts")
     parser.add_argument("--dup-iou", type=float, default=0.6, help="IoU above which a prediction covers an object")
     args = parser.parse_args(argv)
-    command = " ".join(["python -m hdetr.analysis.report", args.out_dir,
+    command = " ".join(["python -m hdetr.analysis.duplicates_report", args.out_dir,
                         *(["--skip-curve"] if args.skip_curve else ["--runs", args.runs]), "--images", str(args.images),
                         *([] if args.skip_curve else ["--curve-images", str(args.curve_images)]),
                         "--nms-iou", str(args.nms_iou), "--score-threshold", str(args.score_threshold),

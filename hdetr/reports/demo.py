@@ -1,13 +1,8 @@
-"""``hdetr demo``: baseline vs H-DETR (hybrid branch) on the synthetic benchmark, over seeds, on a CPU.
+"""The demo's report (``hdetr demo``, ``reports/demo/``) from its finished runs (``hdetr.studies.demo.DemoRuns``).
 
-Both presets (``synthetic_demo_baseline``, ``synthetic_demo_hybrid_branch``) train
-from scratch for the same number of optimiser steps with each seed, two runs at a
-time with one thread each (``hdetr.experiments.runs``: finished runs are kept, an
-interrupted demo resumes), and are scored with pycocotools on the synthetic
-validation images. No time guard stops one model while the other runs on: both
-always reach the same step. The report in ``reports/demo/``: ``table.md`` (mean,
-spread and 95 % interval over seeds, equal iterations and equal wall time, what it
-shows), ``ap_curve.png``, ``loss_curve.png``, ``results.json``, ``command.txt``.
+``table.md`` (mean, spread and 95 % interval over seeds, equal iterations and equal wall time,
+what it shows), ``ap_curve.png``, ``ap_wall_time.png``, ``loss_curve.png``, ``results.json``
+(every run's metrics rows), ``command.txt``.
 """
 from __future__ import annotations
 
@@ -15,47 +10,20 @@ import datetime
 import json
 import os
 import platform
-import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
 
-from hdetr.config.experiment import ExperimentConfig, apply_overrides
-from hdetr.config.presets import get_preset
-from hdetr.experiments.records import (RunRecord, ap_at_seconds, compare, compare_at_seconds, equal_wall_seconds,
-                                       load_record, mean_of, metric, variant_speed)
-from hdetr.experiments.runs import RunRequest, execute_runs
-from hdetr.experiments.statistics import verdict
+from hdetr.config.experiment import ExperimentConfig
+from hdetr.engine.metrics_log import read_metrics
+from hdetr.findings import science_headline
+from hdetr.studies.demo import DEMO_PRESETS, DemoRuns
+from hdetr.studies.run_records import (RunRecord, ap_at_seconds, compare, compare_at_seconds, equal_wall_seconds,
+                                       mean_of, metric, one_to_one_loss, variant_speed)
+from hdetr.studies.statistics import verdict
 
-DEMO_PRESETS = ("synthetic_demo_baseline", "synthetic_demo_hybrid_branch")
 LABELS = {"synthetic_demo_baseline": "Deformable-DETR baseline (one-to-one)",
           "synthetic_demo_hybrid_branch": "H-DETR, hybrid branch"}
 SHORT = {"synthetic_demo_baseline": "baseline", "synthetic_demo_hybrid_branch": "H-DETR"}
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
-DEFAULT_SEEDS = (0, 1, 2)
-
-
-def demo_configs(max_iters: int | None = None, seed: int | None = None,
-                 overrides: Sequence[str] = ()) -> dict[str, ExperimentConfig]:
-    """The two demo configs with the same budget (``train.max_iters``) and seed."""
-    changes = ["train.progress=false", *overrides]  # runs log to files: no progress bars
-    if max_iters is not None:
-        changes.append(f"train.max_iters={max_iters}")
-    if seed is not None:
-        changes.append(f"train.seed={seed}")
-    configs = {name: apply_overrides(get_preset(name), changes) for name in DEMO_PRESETS}
-    budgets = {(c.train.max_iters, c.train.batch_size, c.train.seed, c.train.max_wall_seconds) for c in configs.values()}
-    if len(budgets) != 1:
-        raise ValueError(f"demo presets disagree on budget (max_iters, batch_size, seed, max_wall_seconds): "
-                         f"{sorted(budgets)}")
-    return configs
-
-
-def demo_requests(work_dir: str | Path, seeds: Sequence[int] = DEFAULT_SEEDS, max_iters: int | None = None,
-                  overrides: Sequence[str] = ()) -> list[RunRequest]:
-    """One run per (preset, seed); seeds interleave the presets so two parallel runs are one of each."""
-    configs = {s: demo_configs(max_iters, s, overrides) for s in seeds}
-    return [RunRequest(name, s, configs[s][name], Path(work_dir) / name / f"seed{s}")
-            for s in seeds for name in DEMO_PRESETS]
 
 
 def _plot_losses(records: dict[str, list[RunRecord]], report_dir: Path) -> str:
@@ -63,9 +31,6 @@ def _plot_losses(records: dict[str, list[RunRecord]], report_dir: Path) -> str:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from hdetr.engine.metrics_log import read_metrics
-    from hdetr.experiments.records import one_to_one_loss
 
     fig, ax = plt.subplots(figsize=(7, 4))
     colors = {"synthetic_demo_baseline": "tab:blue", "synthetic_demo_hybrid_branch": "tab:red"}
@@ -87,7 +52,8 @@ def _plot_losses(records: dict[str, list[RunRecord]], report_dir: Path) -> str:
     return "loss_curve.png"
 
 
-def _table(records: dict[str, list[RunRecord]], configs: dict[str, ExperimentConfig]) -> list[str]:
+def demo_table(records: dict[str, list[RunRecord]], configs: dict[str, ExperimentConfig]) -> list[str]:
+    """The equal-iterations table: each model's queries, runs, steps, s/step and metrics over seeds."""
     head = "| model | queries | seeds | steps (each run) | s/step | " + " | ".join(METRICS) + " |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for name, runs in records.items():
@@ -134,8 +100,6 @@ def findings(records: dict[str, list[RunRecord]]) -> list[str]:
     if lb is not None and lh is not None:
         out.append(f"- One-to-one training loss at the end (last decoder layer, mean over seeds): baseline "
                    f"{lb:.3f}, H-DETR {lh:.3f}.")
-    from hdetr.findings import science_headline
-
     study = science_headline()
     out.append(f"- The seed-to-seed spread (sd) of AP is up to {spread:.1f} points at this length: one seed cannot "
                f"separate models. The paper's gain is {_paper_gain():+.1f} AP (R50, 12 epochs on COCO, Table 1). "
@@ -147,15 +111,19 @@ def findings(records: dict[str, list[RunRecord]]) -> list[str]:
     return out
 
 
-def write_report(records: dict[str, list[RunRecord]], configs: dict[str, ExperimentConfig], report_dir: Path,
-                 command: str, dataset_note: str, total_seconds: float, load_average: float,
-                 reused: int = 0) -> Path:
-    """``reused``: how many of the runs finished in an earlier invocation (kept, not trained again); the
-    report says so, because its minutes then count only the runs trained this time."""
+def write_demo_report(demo: DemoRuns, report_dir: str | Path, command: str) -> Path:
+    """``table.md``, the figures, ``results.json`` and ``command.txt`` in ``report_dir``; returns table.md.
+
+    Runs reused from an earlier invocation (``demo.reused``) are named: the report's minutes then
+    count only the runs trained this time.
+    """
     import torch
 
-    from hdetr.experiments.figures import ap_band_figure
+    from hdetr.reports.figures import ap_band_figure
 
+    records, configs = demo.records, demo.configs
+    dataset_note, total_seconds, load_average, reused = demo.dataset_note, demo.seconds, demo.load_average, demo.reused
+    report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     styles = {"synthetic_demo_baseline": ("tab:blue", "-"), "synthetic_demo_hybrid_branch": ("tab:red", "--")}
     ap_band_figure({"by optimiser step (equal iterations)": records}, report_dir / "ap_curve.png", by="step",
@@ -189,7 +157,7 @@ def write_report(records: dict[str, list[RunRecord]], configs: dict[str, Experim
         "",
         "## Equal iterations",
         "",
-        *_table(records, configs),
+        *demo_table(records, configs),
         "",
         "## Equal wall time",
         "",
@@ -224,62 +192,8 @@ def write_report(records: dict[str, list[RunRecord]], configs: dict[str, Experim
     path = report_dir / "table.md"
     path.write_text("\n".join(text))
     (report_dir / "command.txt").write_text(command + "\n")
-    from hdetr.engine.metrics_log import read_metrics
-
     results = {"command": command, "runs": [
         {"preset": n, "seed": r.seed, "steps": r.steps, "metrics": r.metrics, "sec_per_iter": r.sec_per_iter,
          "rows": read_metrics(r.run_dir)} for n in DEMO_PRESETS for r in records[n]]}
     (report_dir / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     return path
-
-
-def _dataset_note(cfg: ExperimentConfig) -> str:
-    from hdetr.data import build_dataset
-
-    train_set, val_set = build_dataset(cfg.data, "train"), build_dataset(cfg.data, "val")
-    scored = min(cfg.train.eval_max_images, len(val_set)) if cfg.train.eval_max_images else len(val_set)
-    return (f"the synthetic benchmark ({cfg.data.kind} format, {len(train_set)} train / {scored} val images scored, "
-            f"{cfg.data.synthetic_image_size} px, {train_set.num_classes} classes)")
-
-
-def _warm_up(cfg: ExperimentConfig) -> None:
-    """One forward pass before the runs: the first use of the C++ op compiles it (once, not per run)."""
-    import torch
-
-    from hdetr import build_model
-
-    model = build_model(cfg.model).eval()
-    with torch.no_grad():
-        model([torch.zeros(3, cfg.data.synthetic_image_size, cfg.data.synthetic_image_size)])
-
-
-def run_demo(report_dir: str | Path = "reports/demo", work_dir: str | Path = "runs/demo", *,
-             seeds: Sequence[int] = DEFAULT_SEEDS, max_iters: int | None = None, overrides: Sequence[str] = (),
-             jobs: int = 2, command: str = "hdetr demo", log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Train and score both demo models over ``seeds``, write the report; returns the records and table path."""
-    start = time.perf_counter()
-    load_average = os.getloadavg()[0]
-    requests = demo_requests(work_dir, seeds, max_iters, overrides)
-    first = requests[0].config
-    log("hdetr demo: preparing the synthetic dataset (generated once, then cached)")
-    dataset_note = _dataset_note(first)
-    _warm_up(first)
-    log(f"hdetr demo: {len(requests)} runs ({len(seeds)} seeds x 2 models, {first.train.max_iters} steps each), "
-        f"{jobs} at a time")
-    outcomes = execute_runs(requests, jobs=jobs, log=lambda m: log(f"hdetr demo: {m}"))
-    failed = [o for o in outcomes if not o.ok]
-    if failed:
-        raise RuntimeError("hdetr demo: " + "; ".join(f"{o.request.key} seed {o.request.seed} failed:\n{o.log_tail}"
-                                                      for o in failed))
-    records = {n: [load_record(o.request.run_dir, n, o.request.seed, o.request.config.to_dict())
-                   for o in outcomes if o.request.key == n] for n in DEMO_PRESETS}
-    configs = {n: next(o.request.config for o in outcomes if o.request.key == n) for n in DEMO_PRESETS}
-    reused = sum(o.status == "skipped" for o in outcomes)
-    table = write_report(records, configs, Path(report_dir), command, dataset_note, time.perf_counter() - start,
-                         load_average, reused)
-    log("")
-    log("\n".join(_table(records, configs)))
-    log("")
-    log("\n".join(findings(records)))
-    log(f"\nreport: {table}")
-    return {"records": records, "table": str(table)}

@@ -1,7 +1,7 @@
 """The cost columns of Table 6 beside the paper's, from the benchmarks' files."""
 import json
 
-from hdetr.experiments.cost_report import cost_lines
+from hdetr.reports.costs import cost_lines
 
 
 def test_cost_table_puts_measured_costs_beside_the_papers(tmp_path):

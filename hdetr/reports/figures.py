@@ -5,9 +5,10 @@ from typing import Sequence
 
 import matplotlib.pyplot as plt
 
-from hdetr.experiments.report import ComparisonRow, paper_number
-from hdetr.experiments.statistics import summarize
-from hdetr.experiments.study import curves
+from hdetr.reports.comparison import paper_number
+from hdetr.studies.rows import ComparisonRow
+from hdetr.studies.statistics import summarize
+from hdetr.studies.variants import curves
 
 
 def comparison_figure(rows: Sequence[ComparisonRow], *, metric: str = "AP", title: str = "",
@@ -60,12 +61,12 @@ def ap_band_figure(panels, path, *, by: str = "step", labels=None, styles=None, 
                    value: str = "AP", ylabel: str = "AP (%), mean ± sd over seeds", zero_line: bool = False):
     """AP over iterations (``by="step"``) or training seconds (``by="seconds"``), one panel per entry.
 
-    panels: panel title -> model name -> RunRecords (hdetr.experiments.records); each model is drawn as
+    panels: panel title -> model name -> RunRecords (hdetr.studies.run_records); each model is drawn as
     the mean over its runs with a ± sd band, at the evaluation steps every run has. In seconds, a model's
     steps are scaled by its mean measured seconds per step. ``value`` names another evaluation series
     (``RunRecord.series``, e.g. ``"nms_gap"``); runs without it are left out. Saves to ``path``.
     """
-    from hdetr.experiments.records import variant_speed
+    from hdetr.studies.run_records import variant_speed
 
     labels = labels or {}
     styles = styles or {}

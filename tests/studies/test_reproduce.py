@@ -9,8 +9,8 @@ from nbformat.v4 import new_code_cell, new_notebook, new_output
 
 from hdetr.cli import main
 from hdetr.errors import UserError
-from hdetr.experiments.runner import (EXPERIMENTS, notebooks_dir, reproduce_command, run_experiment,
-                                      strip_heavy_outputs)
+from hdetr.studies.reproduce import (EXPERIMENTS, notebooks_dir, reproduce_command, run_experiment,
+                                     strip_heavy_outputs)
 
 
 def test_every_experiment_notebook_has_tagged_upper_case_parameters():
@@ -91,7 +91,7 @@ def test_reproduce_smoke_writes_report_and_notebook(tmp_path):
 
 
 def test_unknown_parameters_are_refused_with_the_valid_ones():
-    from hdetr.experiments.runner import refuse_unknown_parameters, run_experiment
+    from hdetr.studies.reproduce import refuse_unknown_parameters, run_experiment
 
     with pytest.raises(UserError, match=r"coco_table.ipynb: unknown parameter SEDS; the valid ones are SCALE, SEEDS, "):
         refuse_unknown_parameters("coco", ["SCALE", "SEDS"])
@@ -100,7 +100,7 @@ def test_unknown_parameters_are_refused_with_the_valid_ones():
 
 
 def test_the_regenerate_command_records_the_parameters_used():
-    from hdetr.experiments.runner import check_notebook_parameters, notebook_parameters
+    from hdetr.studies.reproduce import check_notebook_parameters, notebook_parameters
 
     defaults = notebook_parameters("coco")
     used = {**defaults, "SCALE": "cpu", "OUTPUT_DIR": "reports/x", "SEEDS": [0, 1]}
@@ -116,7 +116,7 @@ def test_the_regenerate_command_records_the_parameters_used():
 def test_papermill_run_with_a_misspelt_parameter_stops_before_training(tmp_path):
     import papermill
 
-    from hdetr.experiments.runner import notebooks_dir
+    from hdetr.studies.reproduce import notebooks_dir
 
     with pytest.raises(papermill.PapermillExecutionError, match="unknown parameter SEDS"):
         papermill.execute_notebook(str(notebooks_dir() / "coco_table.ipynb"), str(tmp_path / "out.ipynb"),

@@ -6,8 +6,8 @@ steps) and is measured as a pair: the one-to-one baseline and the hybrid branch
 (T = 3n one-to-many queries, K = 3, lambda = 1), each over the same seeds. The
 write-up is ``reports/science/cpu_regime.md``; regenerate it with::
 
-    python -m hdetr.experiments.regime run runs/regime      # resumable; two single-thread runs at a time
-    python -m hdetr.experiments.regime report runs/regime reports/science
+    python -m hdetr.studies.regime run runs/regime      # resumable; two single-thread runs at a time
+    python -m hdetr.reports.regime runs/regime reports/science
 
 The starved-positives rows (``starved*``, ``equal_queries``) test the paper's premise: n = 100
 one-to-one queries against ~4.4 objects, T = 5n, K = 6 (K = 3, lambda = 0.5 and a 1600-step
@@ -34,7 +34,7 @@ import torch
 from hdetr.config.experiment import ExperimentConfig, apply_overrides
 from hdetr.config.presets import get_preset
 from hdetr.errors import UserError
-from hdetr.experiments.runs import RunRequest, execute_runs, read_result
+from hdetr.studies.runs import RunRequest, execute_runs, read_result
 
 SEEDS = (0, 1, 2)
 STEPS = 400
@@ -266,7 +266,8 @@ def run(runs_dir: str | Path, keys: Sequence[str] | None = None, jobs: int = 2,
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m hdetr.experiments.regime", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m hdetr.studies.regime", description=__doc__.split("\n")[0],
+                                     epilog="The report of finished runs: python -m hdetr.reports.regime RUNS_DIR OUT_DIR")
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run", help="train every run not finished yet (resumes interrupted ones)")
     p_run.add_argument("runs_dir")
@@ -278,20 +279,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     p_run.add_argument("--set", dest="overrides", nargs="*", default=[],
                        help="config overrides applied to every run last (e.g. train.device=cuda)")
     p_run.add_argument("--tiny", action="store_true", help="the smoke scale the tests use (CPU, a few steps)")
-    p_rep = sub.add_parser("report", help="write cpu_regime.md, its JSON and figures from finished runs")
-    p_rep.add_argument("runs_dir")
-    p_rep.add_argument("out_dir")
     args = parser.parse_args(argv)
-    if args.command == "run":
-        if args.tiny:
-            scale = dataclasses.replace(TINY, overrides=TINY.overrides + tuple(args.overrides))
-        else:
-            scale = StudyScale(args.steps_factor, tuple(args.overrides))
-        run(args.runs_dir, args.only, args.jobs, args.seeds, scale)
+    if args.tiny:
+        scale = dataclasses.replace(TINY, overrides=TINY.overrides + tuple(args.overrides))
     else:
-        from hdetr.experiments.regime_report import write_regime_report
-
-        print(write_regime_report(args.runs_dir, args.out_dir))
+        scale = StudyScale(args.steps_factor, tuple(args.overrides))
+    run(args.runs_dir, args.only, args.jobs, args.seeds, scale)
 
 
 if __name__ == "__main__":

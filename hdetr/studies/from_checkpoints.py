@@ -7,7 +7,8 @@ scored on the study's validation set (its ``data`` section, e.g. ``DATA_ROOT``).
 
 ``official_rows`` puts each file beside the official README's number for it
 (``official_checkpoints_readme`` in the paper tables), matched by the README's
-checkpoint name inside the file name and the epochs (``12ep`` / ``36eps``) in it.
+checkpoint name inside the file name and the epochs (``12ep`` / ``36eps``) in it;
+``hdetr.reports.comparison.write_official_report`` writes them as ``official_checkpoints.md``.
 """
 from __future__ import annotations
 
@@ -19,11 +20,10 @@ from typing import Any, Mapping, Sequence
 from hdetr.config.experiment import ExperimentConfig
 from hdetr.errors import UserError
 from hdetr.paper import PaperCell, paper_table
-from hdetr.experiments.report import ComparisonRow, write_report
-from hdetr.experiments.study import Variant
+from hdetr.studies.rows import ComparisonRow
+from hdetr.studies.variants import Variant
 
 OFFICIAL_TABLE = "official_checkpoints_readme"
-OFFICIAL_REPORT = "official_checkpoints"
 
 
 def _data_overrides(base: ExperimentConfig) -> list[str]:
@@ -124,15 +124,3 @@ def official_rows(rows: Sequence[ComparisonRow]) -> list[ComparisonRow]:
             out.append(ComparisonRow(label=details["checkpoint"], measured=[measured], paper=paper,
                                      paper_source=source, details=[{**details, "variant": row.label}]))
     return out
-
-
-def write_official_report(out_dir: str | Path, rows: Sequence[ComparisonRow], command: str, *, scale: str,
-                          setup: str = "", metrics: Sequence[str] = ("AP", "AP50", "AP75")) -> dict[str, Path]:
-    """``official_checkpoints.md|.json``: the evaluated files beside the official README's numbers."""
-    return write_report(
-        out_dir, name=OFFICIAL_REPORT, title="Official checkpoints evaluated by hdetr", scale=scale, command=command,
-        rows=official_rows(rows), metrics=metrics, setup=setup, paper_tables=[paper_table(OFFICIAL_TABLE)],
-        detail_keys=("variant", "format", "num_images"),
-        notes=["Each checkpoint file is read with `hdetr eval`'s loader and scored by hdetr's evaluator; the paper "
-               "column is the official README's COCO val AP for the checkpoint of that name (matched by file name "
-               "and epochs)."])

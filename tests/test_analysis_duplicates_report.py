@@ -1,11 +1,11 @@
-"""python -m hdetr.analysis.report on tiny reference files: the table, the curve, relative paths only."""
+"""python -m hdetr.analysis.duplicates_report on tiny reference files: the table, the curve, relative paths only."""
 from __future__ import annotations
 
 import json
 
 import pytest
 
-from hdetr.analysis import report as report_module
+from hdetr.analysis import duplicates_report as report_module
 from hdetr.analysis.duplicates import BranchRow
 from hdetr.errors import UserError
 from hdetr.checkpoints.make_references import build

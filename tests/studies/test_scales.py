@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 
 from hdetr.errors import UserError
-from hdetr.experiments.regime import regime_base
-from hdetr.experiments.report import ComparisonRow
-from hdetr.experiments.scales import ablation_study, scheme_rows, scheme_variants, sweep_rows, table_study
-from hdetr.experiments.study import Variant, variant_config
+from hdetr.studies.regime import regime_base
+from hdetr.studies.rows import ComparisonRow
+from hdetr.studies.scales import ablation_study, scheme_rows, scheme_variants, sweep_rows, table_study
+from hdetr.studies.variants import Variant, variant_config
 from hdetr.matching.plan import one2many_epochs
 
 
@@ -116,3 +116,16 @@ def test_paper_ablations_print_the_1800_query_baseline_beside_table6s_dagger_row
     row = next(v for v in spec.variants if v.key == "baseline_1800q")
     assert row.paper["AP"] == paper_table("schemes_table6").find(variant="Deformable-DETR (1800 queries)")["AP_12ep"]
     assert variant_config(spec.base, row, 42).model.num_queries_one2one == 1800
+
+
+def test_table6_rows_at_paper_scale_are_presets():
+    spec = ablation_study("paper", data_root="/datasets/coco")
+    assert [v.key for v in spec.variants] == ["baseline", "baseline_1800q", "hybrid_branch", "hybrid_epoch",
+                                              "hybrid_layer"]
+    models = {v.key: variant_config(spec.base, v, 42).model for v in spec.variants}
+    assert models["baseline_1800q"].num_queries_one2one == 1800 and models["baseline_1800q"].scheme == "baseline"
+    assert (models["hybrid_branch"].num_queries_one2many, models["hybrid_branch"].k_one2many) == (1500, 6)
+    assert {models[k].num_queries_one2one for k in ("hybrid_epoch", "hybrid_layer")} == {1800}
+    assert all(not m.mixed_selection and not m.look_forward_twice and m.dropout == 0.1 for m in models.values())
+    assert [float(v.paper["AP"].number) for v in spec.variants] == [43.7, 44.1, 45.9, 45.5, 45.6]
+    assert variant_config(spec.base, spec.variants[0], 42).data.root == "/datasets/coco"

@@ -4,19 +4,18 @@ A ``Variant`` is a label plus ``section.field=value`` overrides on a study's bas
 ``ExperimentConfig`` (the same overrides ``hdetr train --set`` takes), and the
 paper's numbers for its counterpart. ``run_study`` trains every (variant, seed)
 with ``hdetr.engine.train`` into its own folder and returns ``ComparisonRow`` s
-for ``hdetr.experiments.report.write_report``; the runs' ``metrics.jsonl`` files
+(``hdetr.studies.rows``) for the report writers; the runs' ``metrics.jsonl`` files
 stay in the run folders (``curves`` reads them back for figures).
 """
 from __future__ import annotations
 
 import dataclasses
 import re
-import shutil
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from hdetr.config.experiment import ExperimentConfig, apply_overrides
-from hdetr.experiments.report import ComparisonRow
+from hdetr.studies.rows import ComparisonRow
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,7 +49,7 @@ def study_requests(base: ExperimentConfig, variants: Sequence[Variant], seeds: S
                    runs_dir: str | Path) -> list:
     """One RunRequest per (variant, seed) into ``runs_dir/<variant>/seed<seed>``; every config validated
     now, so a bad override fails in seconds, not after an hour of training."""
-    from hdetr.experiments.runs import RunRequest
+    from hdetr.studies.runs import RunRequest
 
     runs_dir = Path(runs_dir)
     return [RunRequest(v.key, s, variant_config(base, v, s), runs_dir / v.key / f"seed{s}")
@@ -58,9 +57,9 @@ def study_requests(base: ExperimentConfig, variants: Sequence[Variant], seeds: S
 
 
 def study_rows(variants: Sequence[Variant], outcomes: Sequence) -> list[ComparisonRow]:
-    """One ComparisonRow per variant from its runs' outcomes (hdetr.experiments.runs.RunOutcome); a run that
+    """One ComparisonRow per variant from its runs' outcomes (hdetr.studies.runs.RunOutcome); a run that
     did not finish is left out of ``measured`` and named in ``details`` with its log tail."""
-    from hdetr.experiments.records import load_record
+    from hdetr.studies.run_records import load_record
 
     rows = []
     for variant in variants:
@@ -91,10 +90,10 @@ def run_study(base: ExperimentConfig, variants: Sequence[Variant], seeds: Sequen
               jobs: int = 1, log: Callable[[str], None] = print) -> list[ComparisonRow]:
     """Train every variant with every seed on this machine, ``jobs`` runs at a time; one row per variant.
 
-    Runs go to ``runs_dir/<variant>/seed<seed>`` (hdetr.experiments.runs): a finished run with the
+    Runs go to ``runs_dir/<variant>/seed<seed>`` (hdetr.studies.runs): a finished run with the
     same config is kept, an interrupted one resumes, a failed one is named with the tail of its log.
     """
-    from hdetr.experiments.runs import execute_runs
+    from hdetr.studies.runs import execute_runs
 
     outcomes = execute_runs(study_requests(base, variants, seeds, runs_dir), jobs=jobs, log=log)
     return study_rows(variants, outcomes)
@@ -117,22 +116,3 @@ def curves(row: ComparisonRow, key: str, kind: str = "train") -> list[tuple[list
         rows = [r for r in read_metrics(record.run_dir) if r.get("type") == kind and key in r]
         result.append(([int(r["step"]) for r in rows], [float(r[key]) for r in rows]))
     return result
-
-
-def copy_run_logs(rows: Sequence[ComparisonRow], dest: str | Path) -> list[Path]:
-    """Copy each run's metrics.jsonl and config.yaml to ``dest/<run folder>_{metrics.jsonl,config.yaml}``.
-
-    The runs' checkpoints stay behind (they are large); the logs are what a reader
-    needs to check a report's numbers and curves.
-    """
-    dest = Path(dest)
-    copied = []
-    for row in rows:
-        for record in row.records:
-            run_dir = Path(record.run_dir)
-            stem = f"{run_dir.parent.name}_{run_dir.name}"
-            for name in ("metrics.jsonl", "config.yaml"):
-                if (run_dir / name).is_file():
-                    dest.mkdir(parents=True, exist_ok=True)
-                    copied.append(Path(shutil.copyfile(run_dir / name, dest / f"{stem}_{name}")))
-    return copied

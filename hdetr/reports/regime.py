@@ -1,5 +1,8 @@
 """``reports/science/cpu_regime.md``: the regime study's tables, figures and logs from its run folders.
 
+    python -m hdetr.reports.regime RUNS_DIR OUT_DIR     # e.g. runs/regime reports/science
+
+The runs are those of ``python -m hdetr.studies.regime run RUNS_DIR`` (``hdetr.studies.regime``).
 The findings paragraph at the top is written by a person who read the numbers
 (``findings.md`` beside the report); everything below it is generated from the
 runs, so a re-run of the study re-writes the evidence under the same words, and
@@ -7,6 +10,7 @@ a reader can check one against the other.
 """
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import json
 import shutil
@@ -14,18 +18,18 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from hdetr.experiments.figures import ap_band_figure
-from hdetr.experiments.records import (RunRecord, ap_at_seconds, compare, compare_at_seconds, equal_wall_seconds,
+from hdetr.reports.comparison import environment
+from hdetr.reports.figures import ap_band_figure
+from hdetr.studies.regime import HYPOTHESES, SEEDS, STEPS, Hypothesis, requests
+from hdetr.studies.run_records import (RunRecord, ap_at_seconds, compare, compare_at_seconds, equal_wall_seconds,
                                        load_record, mean_of, metric, variant_speed)
-from hdetr.experiments.regime import HYPOTHESES, SEEDS, STEPS, Hypothesis, requests
-from hdetr.experiments.report import environment
-from hdetr.experiments.runs import read_result
-from hdetr.experiments.statistics import Summary, summarize, verdict
+from hdetr.studies.runs import read_result
+from hdetr.studies.statistics import Summary, summarize, verdict
 
 SCHEMES = ("baseline", "hybrid_branch")
 NAMES = {"baseline": "baseline", "hybrid_branch": "hybrid"}
-COMMANDS = ("python -m hdetr.experiments.regime run runs/regime",
-            "python -m hdetr.experiments.regime report runs/regime reports/science")
+COMMANDS = ("python -m hdetr.studies.regime run runs/regime",
+            "python -m hdetr.reports.regime runs/regime reports/science")
 
 
 def log_name(key: str, seed: int) -> str:
@@ -293,7 +297,13 @@ def write_regime_report(runs_dir: str | Path, out_dir: str | Path) -> Path:
     return path
 
 
-if __name__ == "__main__":
-    import sys
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m hdetr.reports.regime", description=__doc__.split("\n")[0])
+    parser.add_argument("runs_dir", help="the study's run folders (python -m hdetr.studies.regime run RUNS_DIR)")
+    parser.add_argument("out_dir", help="where cpu_regime.md, its JSON, figures and the runs' logs go")
+    args = parser.parse_args(argv)
+    print(write_regime_report(args.runs_dir, args.out_dir))
 
-    print(write_regime_report(sys.argv[1], sys.argv[2]))
+
+if __name__ == "__main__":
+    main()

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from hdetr.engine.metrics_log import read_metrics
-from hdetr.experiments.statistics import Summary, difference, summarize, value_at
+from hdetr.studies.statistics import Summary, difference, summarize, value_at
 
 
 def one_to_one_loss(row: dict[str, Any], model_config: dict[str, Any]) -> float:

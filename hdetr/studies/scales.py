@@ -4,7 +4,7 @@ Scales
 ------
 - ``smoke``: the ``synthetic_tiny`` preset (a 32-wide transformer) on 8 synthetic
   training images, a few optimiser steps: seconds per run, for CI. The numbers are noise.
-- ``cpu``: the regime the CPU-regime study supports (``hdetr.experiments.regime.REGIME``;
+- ``cpu``: the regime the CPU-regime study supports (``hdetr.studies.regime.REGIME``;
   ResNet-18 from scratch, 3+3 layers, 30 one-to-one queries, 128 px images, 400
   optimiser steps, 300 validation images), three seeds per variant, two single-thread
   runs at a time: tens of minutes per table on a 2-core CPU. Every run reaches the
@@ -20,16 +20,15 @@ the 12-epoch K / lambda sweeps).
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Sequence
 
 from hdetr.config.experiment import ExperimentConfig, apply_overrides
 from hdetr.config.presets import get_preset
 from hdetr.errors import UserError
 from hdetr.paper import paper_sweep, paper_table
-from hdetr.experiments.regime import LVIS_CPU, regime_base, regime_hybrid_overrides
-from hdetr.experiments.report import ComparisonRow, write_report
-from hdetr.experiments.study import Variant, copy_run_logs
+from hdetr.studies.regime import LVIS_CPU, regime_base, regime_hybrid_overrides
+from hdetr.studies.rows import ComparisonRow
+from hdetr.studies.variants import Variant
 
 SCALES = ("smoke", "cpu", "paper")
 COCO_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
@@ -47,7 +46,7 @@ _SMOKE = ("data.synthetic_images=8", "train.epochs=2", "train.lr_drop=2",
 
 @dataclasses.dataclass(frozen=True)
 class StudySpec:
-    """Everything one report needs to be measured and written."""
+    """Everything one report needs to be measured and written (``hdetr.reports.comparison.write_study_report``)."""
 
     name: str
     title: str
@@ -60,19 +59,7 @@ class StudySpec:
     setup: str
     paper_tables: tuple[str, ...]
     notes: tuple[str, ...] = ()
-    jobs: int = 1  # runs at a time (hdetr.experiments.study.run_study)
-
-    def write_report(self, rows: Sequence[ComparisonRow], output_dir, command: str, *, name: str | None = None,
-                     title: str | None = None, reference: str | None = None, figures: Sequence[str] = (),
-                     notes: Sequence[str] = (), sections: Sequence[tuple[str, Sequence[str]]] = ()) -> dict:
-        """Write ``<output_dir>/<name>.md|.json`` (default name: the study's) and copy the runs' logs."""
-        copy_run_logs(rows, Path(output_dir) / "runs")
-        return write_report(
-            output_dir, name=name or self.name, title=title or self.title, scale=self.scale, command=command,
-            rows=rows, metrics=self.metrics, reference=reference or self.reference, setup=self.setup,
-            paper_tables=[paper_table(t) for t in self.paper_tables], notes=[*self.notes, *notes],
-            figures=figures, detail_keys=("seed", "steps", "train_seconds", "stopped_by", "last_loss_giou"),
-            sections=sections)
+    jobs: int = 1  # runs at a time (hdetr.studies.variants.run_study)
 
 
 def _check_scale(scale: str) -> None:
@@ -170,7 +157,7 @@ def table_study(name: str, scale: str, *, seeds: Sequence[int] | None = None,
                          "frequent ones, whose APf is the number to read. More steps or a pretrained backbone is what "
                          "the rare and common columns need; `hdetr reproduce lvis --scale cpu -p SET=[...]` takes both.")
     if scale == "paper":
-        from hdetr.experiments.paper_costs import expected_costs_note
+        from hdetr.studies.expected_costs import expected_costs_note
 
         notes.append(expected_costs_note(paper_presets))
     if scale != "paper":
@@ -253,7 +240,7 @@ def _paper_ablation_study(seeds: Sequence[int] | None, sweep_points: Sequence[st
                           data_root: str | None) -> StudySpec:
     """Table 6's rows as the ``coco_r50_table6_*_12ep`` presets, plus sweep presets of K / lambda."""
     from hdetr.config.presets import TABLE6_PRESETS
-    from hdetr.experiments.paper_costs import expected_costs_note
+    from hdetr.studies.expected_costs import expected_costs_note
 
     if not data_root:
         raise UserError("SCALE='paper' needs DATA_ROOT, the folder of the real COCO dataset")

@@ -1,0 +1,1 @@
+"""Tests of hdetr.reports: the writers of markdown, JSON and figures."""

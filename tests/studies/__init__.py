@@ -1,0 +1,1 @@
+"""Tests of hdetr.studies: what is trained and how its runs are run and read."""
