@@ -15,7 +15,7 @@
 #   5. benchmarks/scheme_costs.py at the paper's shapes (R50, Table 6 presets, batch 2 of 800 x 800),
 #      fp32 and bf16: training s/iter and its ratio to the baseline, inference images/s, CUDA max
 #      allocated memory, parameters -> OUTPUT_DIR/scheme_costs_cuda.json (the GPU cost columns)
-#   6. the nvcc compile test and the CPU emulation of the kernels (tests/test_ops_cuda_compile.py)
+#   6. the nvcc compile test and the CPU emulation of the kernels (tests/ops/test_cuda_compile.py)
 #
 # Read-only towards the GPU: it queries nvidia-smi and never resets the device or changes
 # its settings (no -r, -pm, -lgc, MIG ...).
@@ -103,7 +103,7 @@ run_step build_ops 300 build_ops
 run_step pytest_cuda 240 'python -m pytest -m cuda tests -q -rs --junitxml="$OUTPUT_DIR/pytest_cuda.xml"'
 run_step benchmark 180 'python benchmarks/msda_cuda.py --out "$OUTPUT_DIR"'
 run_step scheme_costs 150 'python benchmarks/scheme_costs.py --scale paper --device cuda --dtype both --iterations 3 --output "$OUTPUT_DIR/scheme_costs_cuda.json"'
-run_step compile_test 240 'python -m pytest tests/test_ops_cuda_compile.py -q -rs --junitxml="$OUTPUT_DIR/pytest_compile.xml"'
+run_step compile_test 240 'python -m pytest tests/ops/test_cuda_compile.py -q -rs --junitxml="$OUTPUT_DIR/pytest_compile.xml"'
 
 echo "overall status=$status" | tee -a "$SUMMARY"
 exit "$status"

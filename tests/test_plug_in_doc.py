@@ -19,7 +19,7 @@ def _python_blocks(text: str) -> list[str]:
 
 
 def test_plug_in_example_trains_two_steps(capsys):
-    blocks = _python_blocks(DOC.read_text().split(HF_SECTION)[0])  # the HF example: tests/test_plug_in_hf.py
+    blocks = _python_blocks(DOC.read_text().split(HF_SECTION)[0])  # the HF example: tests/adapters/test_hf_deformable_detr.py
     assert blocks, "docs/plug_in.md has no python code block"
     torch.manual_seed(0)
     namespace: dict = {"__name__": "plug_in_example"}

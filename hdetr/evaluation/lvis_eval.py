@@ -7,7 +7,7 @@ verified absent (``neg_category_ids``); on a category listed in
 average over the categories tagged rare/common/frequent. At most 300 detections
 per image are scored (LVIS's limit; the rest are dropped, lowest scores first).
 It agrees with the ``lvis`` package's LVISEval to four decimals (see
-tests/test_eval_lvis.py), without that package's NumPy < 1.24 requirement.
+tests/evaluation/test_lvis.py), without that package's NumPy < 1.24 requirement.
 """
 from __future__ import annotations
 

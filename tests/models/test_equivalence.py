@@ -9,7 +9,7 @@ import torch
 
 from hdetr.checkpoints.official import from_official_checkpoint, official_flags_to_overrides, to_official_state_dict
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 def _recipe():

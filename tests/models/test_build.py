@@ -17,7 +17,7 @@ from hdetr.models.batching import batch_images
 from hdetr.outputs import ONE2MANY, ONE2ONE, QUERY_GROUPS, ModelOutput
 from hdetr.models.deformable_decoder import group_attention_mask
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SMALL = dict(backbone="resnet18", enc_layers=1, dec_layers=2, dim_feedforward=64, hidden_dim=64, nheads=4,
              num_queries_one2one=6, num_queries_one2many=12, k_one2many=2, num_classes=5, msda_backend="torch",
              freeze_stem=False)

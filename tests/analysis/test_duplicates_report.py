@@ -9,7 +9,7 @@ from hdetr.analysis import duplicates_report as report_module
 from hdetr.analysis.duplicates import BranchRow
 from hdetr.errors import UserError
 from hdetr.checkpoints.make_references import build
-from test_references import make_tiny_run
+from checkpoints.test_references import make_tiny_run
 
 
 def test_nms_gaps_per_branch():

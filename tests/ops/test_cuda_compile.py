@@ -98,8 +98,8 @@ def test_missing_source_folder_is_named(tmp_path):
 # --- the CUDA kernels, emulated on the CPU ----------------------------------------------------
 
 def _load_cuda_cases():
-    """tests/test_ops_cuda.py's input builder and reference comparison (one source for both files)."""
-    spec = importlib.util.spec_from_file_location("_msda_cuda_cases", Path(__file__).with_name("test_ops_cuda.py"))
+    """tests/ops/test_cuda.py's input builder and reference comparison (one source for both files)."""
+    spec = importlib.util.spec_from_file_location("_msda_cuda_cases", Path(__file__).with_name("test_cuda.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -180,7 +180,7 @@ def test_unknown_instruction_set_is_rejected(cpu_extension):
 
 
 def test_benchmark_script_runs_and_writes_its_report(tmp_path):
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "msda.py"
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "msda.py"
     output = tmp_path / "msda_cpu.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run([sys.executable, str(script), "--quick", "--repeats", "1", "--warmup", "0", "--patterns",

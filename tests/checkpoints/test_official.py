@@ -19,7 +19,7 @@ from hdetr.config.model import ModelConfig
 from hdetr.errors import UserError
 from hdetr.models import build_model
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SMALL = dict(backbone="resnet18", enc_layers=1, dec_layers=2, dim_feedforward=64, hidden_dim=64, nheads=8,
              num_queries_one2one=6, num_queries_one2many=12, k_one2many=2, num_classes=5, msda_backend="torch")
 

@@ -9,7 +9,7 @@ from hdetr.errors import ConfigError
 from hdetr.config.experiment import ExperimentConfig, apply_overrides, parse_override
 from hdetr.config.presets import get_preset, list_presets, load_experiment, preset_dict
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_every_preset_builds_and_the_paper_grid_is_there():

@@ -9,10 +9,10 @@ import torch
 
 from hdetr.checkpoints.official import from_official_checkpoint, to_official_state_dict
 from hdetr.losses import build_criterion
-from test_criterion import assert_final_matchings_official, assert_official, targets_of
-from test_model_equivalence import _assert_close, _recipe, assert_detections_match_official
+from test_losses import assert_final_matchings_official, assert_official, targets_of
+from .test_equivalence import _assert_close, _recipe, assert_detections_match_official
 
-FIXTURE = Path(__file__).parent / "fixtures" / "official_public_fixture_swin.pt"
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "official_public_fixture_swin.pt"
 
 
 @pytest.fixture(scope="module")

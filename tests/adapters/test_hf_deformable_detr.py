@@ -174,7 +174,7 @@ def test_importing_hdetr_does_not_import_transformers():
 
 
 def test_doc_example_trains_two_steps(capsys):
-    doc = (Path(__file__).resolve().parents[1] / "docs" / "plug_in.md").read_text()
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "plug_in.md").read_text()
     section = doc.split("## HF transformers' Deformable DETR")[1]
     blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
     assert len(blocks) == 1

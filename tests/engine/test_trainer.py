@@ -186,7 +186,7 @@ def test_starting_afresh_in_a_used_folder_needs_overwrite(tiny_data, tmp_path, c
 
     out = tmp_path / "run"
     out.mkdir()
-    shutil.copyfile(Path(__file__).parent / "fixtures" / "recipe.py", out / "checkpoint_last.pth")
+    shutil.copyfile(Path(__file__).resolve().parents[1] / "fixtures" / "recipe.py", out / "checkpoint_last.pth")
     args = ["train", "--preset", "synthetic_tiny", "--output-dir", str(out)]
     for o in _overrides(tiny_data):
         args += ["--set", o]
