@@ -24,9 +24,13 @@ from hdetr.studies.regime import HYPOTHESES, SEEDS, STEPS, Hypothesis, requests
 from hdetr.studies.run_records import (RunRecord, ap_at_seconds, compare, compare_at_seconds, equal_wall_seconds,
                                        load_record, mean_of, metric, variant_speed)
 from hdetr.studies.runs import read_result
-from hdetr.studies.statistics import Summary, summarize, verdict
+from hdetr.studies.statistics import Summary, difference, summarize, verdict
 
 SCHEMES = ("baseline", "hybrid_branch")
+REPORT_JSON = "cpu_regime.json"
+# what a change to the hybrid alone does to it (its row of "hybrid against hybrid"), in points but the last
+CHANGE_METRICS = (("AP", "AP", 100.0, 1), ("AP_nms", "AP with NMS", 100.0, 1), ("nms_gap", "NMS gap", 100.0, 1),
+                  ("duplicates_per_object", "duplicates / object", 1.0, 2))
 NAMES = {"baseline": "baseline", "hybrid_branch": "hybrid"}
 COMMANDS = ("python -m hdetr.studies.regime run runs/regime",
             "python -m hdetr.reports.regime runs/regime reports/science")
@@ -80,6 +84,41 @@ def pair(h: Hypothesis, data: dict[str, dict[str, list[RunRecord]]]) -> tuple[li
             sides.append(data.get(h.against, {}).get(scheme, []))
             notes.append(f"{NAMES[scheme]} runs of {h.against}")
     return sides[0], sides[1], "; ".join(notes)
+
+
+def hybrid_change(runs: Sequence[dict], key: str, against: str) -> dict[str, tuple[Summary, Summary, Summary]]:
+    """What hypothesis ``key`` (a change to the hybrid alone, e.g. ``starved_unmasked``) does to the hybrid
+    of ``against``: metric -> (summary of ``key``'s hybrid runs, of ``against``'s, Welch difference), from
+    the report's per-run rows (``cpu_regime.json``'s ``runs``); AP-like metrics in points."""
+    def values(hypothesis: str, name: str, scale: float) -> list[float]:
+        return [scale * r["metrics"][name] for r in runs if r["hypothesis"] == hypothesis
+                and r["model"] == "hybrid_branch" and name in r["metrics"]]
+
+    out = {}
+    for name, _, scale, _ in CHANGE_METRICS:
+        changed, reference = values(key, name, scale), values(against, name, scale)
+        out[name] = (summarize(changed), summarize(reference), difference(changed, reference))
+    return out
+
+
+def hybrid_change_markdown(runs: Sequence[dict], key: str, against: str) -> str:
+    """``hybrid_change`` as a table: one row per metric, both hybrids and the difference."""
+    lines = [f"| last evaluation | {key} hybrid | {against} hybrid | Δ [95 % CI] |", "|---|---|---|---|"]
+    change = hybrid_change(runs, key, against)
+    for name, label, _, digits in CHANGE_METRICS:
+        changed, reference, diff = change[name]
+        lines.append(f"| {label} | {changed.text(digits)} | {reference.text(digits)} | {diff.signed_text(digits)} |")
+    return "\n".join(lines)
+
+
+def read_regime_report(report_dir: str | Path) -> dict:
+    """The report's JSON (``cpu_regime.json`` in ``report_dir``): commands, settings and every run's numbers."""
+    path = Path(report_dir) / REPORT_JSON
+    if not path.is_file():
+        from hdetr.errors import UserError
+
+        raise UserError(f"{path}: does not exist; write it with `{COMMANDS[1]}`")
+    return json.loads(path.read_text())
 
 
 def _cell(s: Summary) -> str:
@@ -239,6 +278,13 @@ def write_regime_report(runs_dir: str | Path, out_dir: str | Path) -> Path:
     findings = out_dir / "findings.md"
     env = environment()
     created = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    payload = {"created": created, "environment": env, "commands": list(COMMANDS), "seeds": list(SEEDS),
+               "steps": STEPS,
+               "runs": [{"hypothesis": h, "model": s, "seed": r.seed, "steps": r.steps, "metrics": r.metrics,
+                         "eval_steps": r.eval_steps, "eval_ap": r.eval_ap, "sec_per_iter": r.sec_per_iter,
+                         "one2one_loss": r.one2one_loss, "assignments": r.assignments,
+                         "log": f"runs/{log_names[r.run_dir]}"}
+                        for h, runs in data.items() for s, records in runs.items() for r in records]}
     md = ["# The CPU regime of hybrid matching", ""]
     md += [findings.read_text().strip() if findings.is_file() else "(findings.md not written yet)", ""]
     md += ["## How it was measured", "",
@@ -276,6 +322,15 @@ def write_regime_report(runs_dir: str | Path, out_dir: str | Path) -> Path:
            *t["nms"], ""]
     if gap_panels:
         md += ["![NMS gap over training](nms_gap.png)", ""]
+    hybrid_only = [h for h in HYPOTHESES if h.models == ("hybrid_branch",) and data.get(h.key)]
+    if hybrid_only:
+        md += ["## Changes to the hybrid alone", "",
+               "A hypothesis that trains only the hybrid (the baseline is shared) against the hybrid of the "
+               "hypothesis it changes, on the same seeds: last evaluation, mean ± sd [95 % interval] over seeds, "
+               "and the Welch difference.", ""]
+        for h in hybrid_only:
+            md += [f"**{h.key}** against **{h.against}**: {h.question}.", "",
+                   hybrid_change_markdown(payload["runs"], h.key, h.against), ""]
     md += ["## Mechanism", "",
            "From the `assignments` rows the training loop logs every 50 steps (second half of training, mean over "
            "seeds): positives per ground-truth object, IoU of the matched predictions per decoder layer (the "
@@ -286,14 +341,7 @@ def write_regime_report(runs_dir: str | Path, out_dir: str | Path) -> Path:
     md += ["## Runs", "", *runs_table(data, log_names), ""]
     path = out_dir / "cpu_regime.md"
     path.write_text("\n".join(md))
-    payload = {"created": created, "environment": env, "commands": list(COMMANDS), "seeds": list(SEEDS),
-               "steps": STEPS,
-               "runs": [{"hypothesis": h, "model": s, "seed": r.seed, "steps": r.steps, "metrics": r.metrics,
-                         "eval_steps": r.eval_steps, "eval_ap": r.eval_ap, "sec_per_iter": r.sec_per_iter,
-                         "one2one_loss": r.one2one_loss, "assignments": r.assignments,
-                         "log": f"runs/{log_names[r.run_dir]}"}
-                        for h, runs in data.items() for s, records in runs.items() for r in records]}
-    (out_dir / "cpu_regime.json").write_text(json.dumps(payload, indent=1) + "\n")
+    (out_dir / REPORT_JSON).write_text(json.dumps(payload, indent=1) + "\n")
     return path
 
 
