@@ -82,3 +82,16 @@ def test_numbers_typed_in_the_prose_come_from_a_report_the_paper_or_the_code(pat
     typed = {m.lstrip("+") for c in nb.cells if c.cell_type == "markdown" for m in number.findall(c.source)}
     assert typed <= measured | settings, f"{path.name}: numbers typed in markdown that no report, paper table " \
                                          f"or code cell holds: {sorted(typed - measured - settings)}"
+
+
+@pytest.mark.parametrize("path", TEACHING, ids=lambda p: p.stem)
+def test_committed_with_static_outputs_and_no_widget_state(path):
+    """Readable on a code host: figures and tables are in the file (scripts/refresh_notebook_outputs.py), widget
+    state and execution timestamps are not, and the file stays small."""
+    nb = nbformat.read(path, 4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert sum(bool(c.outputs) for c in code) >= len(code) // 2, f"{path.name}: run scripts/refresh_notebook_outputs.py"
+    assert any("image/png" in o.get("data", {}) for c in code for o in c.outputs), f"{path.name}: no figure"
+    assert "widgets" not in nb.metadata and not any("execution" in c.metadata for c in nb.cells)
+    assert not any(o.get("output_type") == "error" for c in code for o in c.outputs)
+    assert path.stat().st_size <= 3 * 1024 * 1024
