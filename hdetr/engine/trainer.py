@@ -11,9 +11,11 @@
 Every step: forward (bf16 autocast on CUDA), the criterion's loss terms averaged over
 processes, a stop if any of them is not finite (before the backward, so no bad state
 is ever saved), backward, gradient clipping, AdamW, one step of the learning-rate
-schedule (``hdetr.engine.optim``: the epoch schedule converted to steps). The loss of each process is normalised by the number of target boxes
-over all processes (the criterion all-reduces it) and DistributedDataParallel averages
-gradients, so N processes take the same steps as one process with N times the batch.
+schedule (``hdetr.engine.optim``: the epoch schedule converted to steps). The loss of
+each process is normalised by the number of target boxes over all processes (the
+criterion all-reduces it) and DistributedDataParallel averages gradients, so N
+processes take the same steps as one process with N times the batch. ``train`` builds
+the datasets (``build_datasets``) and hands them to the ``Trainer``.
 """
 from __future__ import annotations
 
