@@ -157,7 +157,12 @@ def test_kept_op_inputs_rerun_the_op_and_one_level_is_drawn_per_head():
     assert out.shape == (1, inputs[3].shape[1], cfg.hidden_dim)
     ax = draw_query_sampling(image, captured[0].for_query(0), levels=[1])
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert labels == [f"head {h}" for h in range(cfg.nheads)] + ["reference point"]
+    assert labels == [f"head {h}" for h in range(cfg.nheads)] + ["reference point", "size = attention weight"]
+    ax = draw_query_sampling(image, captured[0].for_query(0))  # every level: colour = level, marker = head
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[:cfg.num_feature_levels] == [f"level {l} (colour)" for l in range(cfg.num_feature_levels)]
+    assert f"head {cfg.nheads - 1} (marker)" in labels
+    assert draw_query_sampling(image, captured[0].for_query(0), legend=False).get_legend() is None
     plt.close("all")
     with record_sampling(model) as captured:
         with torch.no_grad():
