@@ -96,6 +96,18 @@ def _runs_cell(row: ComparisonRow) -> str:
     return f"{len(row.measured)}" + (f" ({', '.join(flags)})" if flags else "")
 
 
+# seed-to-seed ratio of seconds per step, within one variant, above which the machine was not quiet
+LOADED_SPREAD = 1.25
+
+
+def load_spread(variants: Sequence[Sequence]) -> float:
+    """The largest ratio of slowest to fastest seconds per step among the runs of one variant (1.0: as even as a
+    quiet machine gives): runs of one configuration cost the same, so a larger ratio is load, not cost."""
+    ratios = [max(speeds) / min(speeds) for records in variants
+              if len(speeds := [r.sec_per_iter for r in records if r.sec_per_iter]) > 1]
+    return max(ratios, default=1.0)
+
+
 def wall_time_markdown(rows: Sequence[ComparisonRow], reference: str | None = None) -> list[str]:
     """Equal wall time: each row's AP after the seconds of training the fastest-finishing row needed
     (each variant at its mean measured seconds per step); empty when the runs' records are gone."""
@@ -110,9 +122,16 @@ def wall_time_markdown(rows: Sequence[ComparisonRow], reference: str | None = No
     values = {r.label: ap_values_at_seconds(r.records, seconds) for r in rows}
     base_speed = variant_speed(ref.records) if ref else None
     lines = [f"After {seconds:.0f} s of training (the fastest variant's mean run; each variant at its measured "
-             f"seconds per step, evaluation excluded):", "",
-             "| variant | s/step | cost vs reference | AP at equal time | Δ vs reference [95 % CI] | verdict |",
-             "|---|---|---|---|---|---|"]
+             f"seconds per step, evaluation excluded):", ""]
+    spread = load_spread([r.records for r in rows])
+    if spread > LOADED_SPREAD:
+        lines += [f"**Read with care:** the seeds of one variant ran up to {spread:.1f}x slower than each other "
+                  f"(same configuration, same steps): other work shared the machine while they ran, so this view "
+                  f"mixes each variant's cost with the load it met. The cost of a step is measured interleaved, "
+                  f"every variant under the same load, in `reports/bench/scheme_costs.json` "
+                  f"(`python benchmarks/scheme_costs.py`).", ""]
+    lines += ["| variant | s/step | cost vs reference | AP at equal time | Δ vs reference [95 % CI] | verdict |",
+              "|---|---|---|---|---|---|"]
     for r in rows:
         sec = variant_speed(r.records)
         cost = f"{sec / base_speed:.2f}x" if sec and base_speed else "-"

@@ -71,7 +71,8 @@ def reproduce_command(name: str, scale: str, out: Path | None, parameters: dict[
     if out is not None and Path(out).resolve() != default_reports_dir().resolve():
         parts += ["--out", str(out)]
     for key, value in sorted(parameters.items()):
-        parts += ["-p", f"{key}={value}"]
+        shown = json.dumps(value) if isinstance(value, (list, dict)) else value  # YAML, as -p reads it
+        parts += ["-p", f"{key}={shown}"]
     return shlex.join(parts)
 
 

@@ -60,3 +60,16 @@ def test_report_flags_short_runs_and_shows_intervals(tmp_path):
                          metrics=["AP"], reference="baseline", detail_keys=("seed", "steps"))
     text = paths["markdown"].read_text()
     assert "**Flagged:**" in text and "hybrid seed 0 (363 of 400 steps)" in text
+
+
+def test_equal_wall_time_is_flagged_when_one_configuration_ran_at_uneven_speeds():
+    from types import SimpleNamespace
+
+    from hdetr.reports.comparison import LOADED_SPREAD, load_spread
+
+    def runs(*speeds):
+        return [SimpleNamespace(sec_per_iter=s) for s in speeds]
+
+    assert load_spread([runs(0.40, 0.42, 0.41), runs(0.80, 0.82)]) < LOADED_SPREAD  # variants may differ
+    assert load_spread([runs(0.40, 0.42), runs(0.45, 0.80, None)]) == pytest.approx(0.80 / 0.45)
+    assert load_spread([runs(0.4), []]) == 1.0
