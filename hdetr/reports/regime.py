@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
+from hdetr.errors import UserError
 from hdetr.reports.comparison import environment
 from hdetr.reports.figures import ap_band_figure
 from hdetr.studies.regime import HYPOTHESES, SEEDS, STEPS, Hypothesis, requests
@@ -115,8 +116,6 @@ def read_regime_report(report_dir: str | Path) -> dict:
     """The report's JSON (``cpu_regime.json`` in ``report_dir``): commands, settings and every run's numbers."""
     path = Path(report_dir) / REPORT_JSON
     if not path.is_file():
-        from hdetr.errors import UserError
-
         raise UserError(f"{path}: does not exist; write it with `{COMMANDS[1]}`")
     return json.loads(path.read_text())
 
