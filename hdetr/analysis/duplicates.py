@@ -144,7 +144,7 @@ def draw_object_duplicates(model, image: torch.Tensor, target: dict, object_inde
     gt = cxcywh_to_xyxy(target["boxes"].float())
     panels = [(branch, model, branch, COLORS[branch], LINESTYLES[branch]) for branch in BRANCHES]
     if baseline is not None:
-        panels.append(("baseline one2one", baseline, "one2one", "#9467bd", LINESTYLES["one2one"]))
+        panels.append(("baseline one2one", baseline, "one2one", COLORS["baseline"], LINESTYLES["one2one"]))
     covering = {}
     for title, panel_model, branch, _, _ in panels:
         outputs = branch_outputs(panel_model, [image], branch)

@@ -19,7 +19,7 @@ from hdetr.viz.assignments import (COST_FIELDS, GROUPS, last_decoder_layer, laye
                                    query_rows, select_records)
 from hdetr.viz.image import boxes_to_pixels, image_size, to_display
 
-COLORS = {"gt": "#2ca02c", "one2one": "#d62728", "one2many": "#1f77b4", "detection": "#ff7f0e"}
+COLORS = {"gt": "#2ca02c", "one2one": "#d62728", "one2many": "#1f77b4", "detection": "#ff7f0e", "baseline": "#9467bd"}
 # line style as well as colour tells ground truth, one-to-one and one-to-many apart on any object colour
 LINESTYLES = {"gt": "-", "one2one": ":", "one2many": "--"}
 

@@ -169,3 +169,44 @@ def test_kept_op_inputs_rerun_the_op_and_one_level_is_drawn_per_head():
             model([image])
     with pytest.raises(UserError, match="keep_value=True"):
         captured[0].op_inputs()
+
+
+def test_one_object_is_drawn_for_both_branches_and_the_baseline():
+    import matplotlib.pyplot as plt
+
+    from hdetr import build_model
+    from hdetr.analysis import draw_object_duplicates
+    from hdetr.config.presets import get_preset
+
+    torch.manual_seed(0)
+    cfg = get_preset("synthetic_tiny").model
+    hybrid = build_model(cfg.replace(scheme="hybrid_branch", num_queries_one2many=20, k_one2many=2)).eval()
+    baseline = build_model(cfg.replace(scheme="baseline", num_queries_one2many=0)).eval()
+    target = {"boxes": torch.tensor([[0.5, 0.5, 0.3, 0.3]]), "labels": torch.tensor([1])}
+    axes, chosen, counts = draw_object_duplicates(hybrid, torch.randn(3, 64, 64), target, score_threshold=0.0,
+                                                  iou_threshold=0.0, baseline=baseline)
+    assert chosen == 0 and list(counts) == ["one2one", "one2many", "baseline one2one"]
+    assert [ax.get_title().split(":")[0] for ax in axes] == list(counts)
+    assert [len(ax.patches) - 1 for ax in axes] == list(counts.values())  # the ground truth, then one box each
+    x0, x1 = axes[0].get_xlim()
+    assert x1 - x0 < 64  # zoomed on the object
+    plt.close("all")
+
+
+def test_both_models_over_training_in_one_figure():
+    import matplotlib.pyplot as plt
+
+    from hdetr.analysis import over_training_series, plot_over_training
+
+    rows = [{"reference": ref, "branch": branch, "step": step, "AP": ap + step / 100, "AP_nms": ap + 5,
+             "duplicates_per_object": 0.1 * step / 250, "gap": 5.0}
+            for ref, ap in (("synthetic_baseline", 10.0), ("synthetic_hybrid_branch", 8.0))
+            for branch in ("one2one", "one2many") for step in (500, 250)]
+    report = {"over_training": rows, "settings": {"curve_images": 100, "nms_iou": 0.7, "score_threshold": 0.3,
+                                                  "dup_iou": 0.6}}
+    series = over_training_series(report)
+    assert series["synthetic_baseline"]["step"] == [250, 500] and series["synthetic_baseline"]["AP"] == [12.5, 15.0]
+    ap_ax, dup_ax = plot_over_training(report, labels={"synthetic_baseline": "baseline"})
+    assert len(ap_ax.lines) == 4 and len(dup_ax.lines) == 2  # without / with NMS per model; duplicates per model
+    assert "baseline: with NMS" in [t.get_text() for t in ap_ax.get_legend().get_texts()]
+    plt.close("all")

@@ -154,6 +154,23 @@ def test_draw_detections_respects_threshold(scene):
     plt.close("all")
 
 
+def test_detections_side_by_side_carry_the_ground_truth_and_one_legend(scene):
+    from hdetr.viz import draw_detections_side_by_side
+
+    images, targets, *_ = scene
+    found = {"scores": torch.tensor([0.9, 0.2]), "labels": torch.tensor([1, 2]),
+             "boxes": torch.tensor([[1.0, 2.0, 10.0, 12.0], [0.0, 0.0, 5.0, 5.0]])}
+    fig = draw_detections_side_by_side(images[0], targets[0], {"baseline": found, "hybrid": found},
+                                       score_threshold=0.4)
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(panels) == 2 and panels[0].get_title().startswith("baseline\n1 detections with score >= 0.4, 2 objects")
+    green = [p for p in panels[0].patches if p.get_edgecolor()[:3] == pytest.approx((0x2C / 255, 0xA0 / 255, 0x2C / 255))]
+    assert len(green) == 2 and len(panels[0].patches) == 3  # both objects, one detection
+    assert all(ax.get_legend() is None for ax in panels)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["ground truth", "detection (class score)"]
+    plt.close("all")
+
+
 def test_plotly_figure_traces_and_hover(scene):
     images, targets, records, outputs = scene
     fig = assignment_figure(images[0], targets[0], records, outputs, image_index=0, layer=1)
