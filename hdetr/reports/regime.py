@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Sequence
 
 from hdetr.errors import UserError
-from hdetr.reports.comparison import environment
+from hdetr.reports.comparison import LOADED_SPREAD, environment, load_spread
 from hdetr.reports.figures import ap_band_figure
 from hdetr.studies.regime import HYPOTHESES, SEEDS, STEPS, Hypothesis, requests
 from hdetr.studies.run_records import (RunRecord, ap_at_seconds, compare, compare_at_seconds, equal_wall_seconds,
@@ -199,9 +199,12 @@ def tables(data: dict[str, dict[str, list[RunRecord]]]) -> dict[str, list[str]]:
         sb, sy = variant_speed(b), variant_speed(y)
         if seconds and sb and sy:
             dw = compare_at_seconds(y, b, seconds)
+            spread = load_spread([b, y])
+            uneven = (f"; indicative: seeds of one model ran up to {spread:.1f}x apart (a loaded machine)"
+                      if spread > LOADED_SPREAD else "")
             wall.append(f"| {h.key} | {sb:.3f} | {sy:.3f} | {sy / sb:.2f} | {seconds:.0f} | "
                         f"{_cell(ap_at_seconds(b, seconds))} | {_cell(ap_at_seconds(y, seconds))} | {_diff(dw)} | "
-                        f"{verdict(dw)} |")
+                        f"{verdict(dw)}{uneven} |")
         for scheme, records in (("baseline", b), ("hybrid_branch", y)):
             if not records or scheme not in h.models:
                 continue
