@@ -187,5 +187,20 @@ def _run_one(run_dir: Path, resume: bool) -> None:
         shutdown_distributed()
 
 
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m hdetr.studies.runs RUN_DIR [--resume] [--overwrite]``: the process of one run (launchers start
+    it; ``prepare_run`` writes the RUN_DIR/requested.yaml it trains)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m hdetr.studies.runs",
+                                     description="Train one prepared run folder (RUN_DIR/requested.yaml) and "
+                                                 "write its result.json; study launchers start this process.")
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--resume", action="store_true", help="continue the folder's checkpoint_last.pth")
+    parser.add_argument("--overwrite", action="store_true", help="start afresh (the default without --resume)")
+    args = parser.parse_args(argv)
+    _run_one(args.run_dir, resume=args.resume)
+
+
 if __name__ == "__main__":
-    _run_one(Path(sys.argv[1]), resume="--resume" in sys.argv[2:])
+    main()
