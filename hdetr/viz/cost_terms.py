@@ -55,14 +55,11 @@ class CostTerms:
 
     @property
     def total(self) -> torch.Tensor:
-        return (self.weights.cost_class * self.cost_class + self.weights.cost_bbox * self.cost_bbox
-                + self.weights.cost_giou * self.cost_giou)
+        return sum(self.weighted(term) for term in TERMS)
 
     def weighted(self, term: str) -> torch.Tensor:
-        """[Q, G] one term times its weight: the three weighted terms add up to ``total``."""
-        weight = {"cost_class": self.weights.cost_class, "cost_bbox": self.weights.cost_bbox,
-                  "cost_giou": self.weights.cost_giou}[term]
-        return weight * getattr(self, term)
+        """[Q, G] one term (``TERMS``: named as the ``CostWeights`` field that weighs it) times its weight."""
+        return getattr(self.weights, term) * getattr(self, term)
 
     @property
     def num_queries(self) -> int:

@@ -36,3 +36,13 @@ def boxes_to_pixels(boxes: torch.Tensor, height: int, width: int) -> np.ndarray:
 def image_size(image: torch.Tensor) -> tuple[int, int]:
     """(height, width) of a [3, H, W] image."""
     return int(image.shape[-2]), int(image.shape[-1])
+
+
+def padded_extent(boxes, height: int, width: int, pad: float = 0.04) -> tuple[tuple, tuple]:
+    """((x0, x1), (y0, y1)) holding the whole image and every box (xyxy pixels, any iterable of 4-tuples), plus a
+    margin of ``pad`` x the image's longer side, so objects and predictions that cross the image edge are not cut."""
+    x0, y0, x1, y1 = 0.0, 0.0, float(width), float(height)
+    for bx0, by0, bx1, by1 in boxes:
+        x0, y0, x1, y1 = min(x0, float(bx0)), min(y0, float(by0)), max(x1, float(bx1)), max(y1, float(by1))
+    margin = pad * max(width, height)
+    return (x0 - margin, x1 + margin), (y0 - margin, y1 + margin)

@@ -17,7 +17,7 @@ from hdetr.errors import UserError
 from hdetr.outputs import ENCODER_LAYER
 from hdetr.viz.assignments import (COST_FIELDS, GROUPS, last_decoder_layer, layers_of, matched_boxes,
                                    query_rows, select_records)
-from hdetr.viz.image import boxes_to_pixels, image_size, to_display
+from hdetr.viz.image import boxes_to_pixels, image_size, padded_extent, to_display
 
 COLORS = {"gt": "#2ca02c", "one2one": "#d62728", "one2many": "#1f77b4", "detection": "#ff7f0e", "baseline": "#9467bd"}
 # line style as well as colour tells ground truth, one-to-one and one-to-many apart on any object colour
@@ -89,7 +89,7 @@ def draw_assignments(image: torch.Tensor, targets: dict, records: Sequence[Any],
                     ax.plot([(box[0] + box[2]) / 2, (target_box[0] + target_box[2]) / 2],
                             [(box[1] + box[3]) / 2, (target_box[1] + target_box[3]) / 2],
                             color=COLORS[group], linewidth=0.7, alpha=0.8, gid=f"{group}:q{query}->t")
-    (x0, x1), (y0, y1) = _padded_limits(ax.patches, height, width)
+    (x0, x1), (y0, y1) = padded_extent(_patch_boxes(ax.patches), height, width)
     ax.set_xlim(x0, x1)
     ax.set_ylim(y1, y0)
     where = "encoder proposals" if layer == ENCODER_LAYER else f"decoder layer {layer}"
@@ -100,15 +100,11 @@ def draw_assignments(image: torch.Tensor, targets: dict, records: Sequence[Any],
     return ax
 
 
-def _padded_limits(patches, height: int, width: int, pad: float = 0.04) -> tuple[tuple, tuple]:
-    """x and y limits holding the image and every rectangle patch, plus a margin (boxes may cross the edge)."""
-    x0, y0, x1, y1 = 0.0, 0.0, float(width), float(height)
+def _patch_boxes(patches):
+    """xyxy corners of rectangle patches."""
     for patch in patches:
         px, py = patch.get_xy()
-        x0, y0 = min(x0, px), min(y0, py)
-        x1, y1 = max(x1, px + patch.get_width()), max(y1, py + patch.get_height())
-    margin = pad * max(width, height)
-    return (x0 - margin, x1 + margin), (y0 - margin, y1 + margin)
+        yield px, py, px + patch.get_width(), py + patch.get_height()
 
 
 def shared_legend(fig, axes, fontsize: float = 12) -> None:

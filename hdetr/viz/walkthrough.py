@@ -33,7 +33,7 @@ from hdetr.matching.costs import CostWeights
 from hdetr.matching.hungarian import HungarianMatcher
 from hdetr.outputs import ONE2MANY, ONE2ONE, QUERY_GROUPS, ModelOutput
 from hdetr.viz.cost_terms import TERMS, CostTerms, Match, cost_terms, query_offset, rematch, runner_ups
-from hdetr.viz.image import boxes_to_pixels, image_size, to_uint8
+from hdetr.viz.image import boxes_to_pixels, image_size, padded_extent, to_uint8
 from hdetr.viz.interactive import PLOTLY_DASH, _in_ipython, _outline
 from hdetr.viz.static import COLORS
 
@@ -341,7 +341,7 @@ class MatchingWalkthrough:
                                  text=[f"query {self._query}, score {float(view.terms.scores[row]):.2f}"] * 6,
                                  hoverinfo="text", line=dict(color=SELECTED, width=4)))
         drawn.append(pred[[row]])
-        (x0, x1), (y0, y1) = _padded_range(drawn, height, width)
+        (x0, x1), (y0, y1) = padded_extent([box for group in drawn for box in group], height, width)
         model = self._model.value
         fig.update_layout(title=dict(text=f"{model}, image {self._image.value}, decoder layer {self._layer.value}",
                                      font=dict(size=16)),
@@ -394,13 +394,3 @@ class MatchingWalkthrough:
         fig.update_annotations(font_size=14)
         return fig
 
-
-def _padded_range(boxes: Sequence, height: int, width: int, pad: float = 0.04) -> tuple[tuple, tuple]:
-    """x and y ranges that hold the whole image and every drawn box [N, 4] (xyxy pixels), plus a margin,
-    so objects and predictions that cross the image edge are not cut."""
-    x0, y0, x1, y1 = 0.0, 0.0, float(width), float(height)
-    for group in boxes:
-        for bx0, by0, bx1, by1 in group:
-            x0, y0, x1, y1 = min(x0, bx0), min(y0, by0), max(x1, bx1), max(y1, by1)
-    margin = pad * max(width, height)
-    return (x0 - margin, x1 + margin), (y0 - margin, y1 + margin)
