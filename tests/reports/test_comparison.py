@@ -5,34 +5,26 @@ import json
 
 import pytest
 
-from hdetr.paper import PaperCell, paper_table
+from hdetr.paper import paper_table
 from hdetr.reports.comparison import comparison_markdown, format_measured, write_report
 from hdetr.studies.rows import ComparisonRow
 
 
-def _rows():
-    base = ComparisonRow("baseline", [{"AP": 0.30, "AP50": 0.60}, {"AP": 0.32, "AP50": 0.64}],
-                         paper={"AP": PaperCell(47.0), "AP50": None}, details=[{"seed": 0}, {"seed": 1}])
-    hybrid = ComparisonRow("hybrid branch", [{"AP": 0.29, "AP50": -1.0}],
-                           paper={"AP": 48.7}, details=[{"seed": 0, "iterations": 40}])
-    return [base, hybrid]
-
-
-def test_format_and_comparison_table():
+def test_format_and_comparison_table(two_rows):
     # mean ± sd [95 % interval: 31 ± 12.706 x 1.414 / sqrt 2]
     assert format_measured([30.0, 32.0]) == "31.0 ± 1.4 [18.3, 43.7]"
     assert format_measured([29.0]) == "29.0 (1 run)"
     assert format_measured([]) == "n/a"
-    table = comparison_markdown(_rows(), ["AP", "AP50"], reference="baseline").splitlines()
+    table = comparison_markdown(two_rows, ["AP", "AP50"], reference="baseline").splitlines()
     assert table[0].startswith("| variant | runs | AP measured | AP paper | AP50 measured | AP50 paper | ΔAP")
     assert table[2] == "| baseline | 2 | 31.0 ± 1.4 [18.3, 43.7] | 47.0 | 62.0 ± 2.8 [36.6, 87.4] | - | - |"
     # measured gain -2.0 (29.0 vs 31.0, one run: no interval) beside the paper's +1.7; undefined AP50 is n/a
     assert table[3] == "| hybrid branch | 1 | 29.0 (1 run) | 48.7 | n/a | - | -2.0 (no interval) / +1.7 |"
 
 
-def test_write_report_keeps_command_scale_and_every_run(tmp_path):
+def test_write_report_keeps_command_scale_and_every_run(tmp_path, two_rows):
     paths = write_report(tmp_path / "coco", name="coco_table", title="Table 1", scale="smoke",
-                         command="hdetr reproduce coco --scale smoke", rows=_rows(), metrics=["AP", "AP50"],
+                         command="hdetr reproduce coco --scale smoke", rows=two_rows, metrics=["AP", "AP50"],
                          reference="baseline", setup="tiny model", paper_tables=[paper_table("coco_table1")],
                          notes=["measured on synthetic data"], figures=["coco_table.png"],
                          detail_keys=("seed", "iterations"))

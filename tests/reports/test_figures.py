@@ -6,19 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from hdetr.paper import PaperCell
-from hdetr.studies.rows import ComparisonRow
 
-
-def _rows():
-    base = ComparisonRow("baseline", [{"AP": 0.30, "AP50": 0.60}, {"AP": 0.32, "AP50": 0.64}],
-                         paper={"AP": PaperCell(47.0), "AP50": None}, details=[{"seed": 0}, {"seed": 1}])
-    hybrid = ComparisonRow("hybrid branch", [{"AP": 0.29, "AP50": -1.0}],
-                           paper={"AP": 48.7}, details=[{"seed": 0, "iterations": 40}])
-    return [base, hybrid]
-
-
-def test_comparison_figure_reads_the_runs_logs(tmp_path):
+def test_comparison_figure_reads_the_runs_logs(tmp_path, two_rows):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -30,7 +19,7 @@ def test_comparison_figure_reads_the_runs_logs(tmp_path):
     run.mkdir(parents=True)
     lines = [{"type": "train", "step": s, "loss_giou": 1.0 / s} for s in (1, 2, 3)] + [{"type": "eval", "step": 3}]
     (run / "metrics.jsonl").write_text("\n".join(json.dumps(line) for line in lines))
-    rows = _rows()
+    rows = two_rows
     # the figure reads the runs' folders through their records (hdetr.studies.run_records.RunRecord)
     rows[0].records = [SimpleNamespace(run_dir=run), SimpleNamespace(run_dir=tmp_path / "missing")]
     rows[1].records = [SimpleNamespace(run_dir=tmp_path / "missing")]
