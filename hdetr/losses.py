@@ -57,7 +57,7 @@ from hdetr.matching.hungarian import Assignment, HungarianMatcher, MatchProblem
 from hdetr.matching.plan import Group, check_schedule, loss_suffix, plan, query_slice
 from hdetr.matching.records import AssignmentRecord
 from hdetr.matching.targets import PaddedTargets, pad_targets
-from hdetr.outputs import ENCODER_LAYER, ONE2MANY, ONE2ONE, ModelOutput
+from hdetr.outputs import ENCODER_LAYER, ONE2ONE, ModelOutput
 
 def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float, gamma: float) -> torch.Tensor:
     """Element-wise sigmoid focal loss (Lin et al.), no reduction; logits, targets [...] -> [...]."""

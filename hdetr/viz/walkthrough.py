@@ -32,7 +32,7 @@ from hdetr.errors import UserError
 from hdetr.matching.costs import CostWeights
 from hdetr.matching.hungarian import HungarianMatcher
 from hdetr.outputs import ONE2MANY, ONE2ONE, QUERY_GROUPS, ModelOutput
-from hdetr.viz.cost_terms import TERMS, CostTerms, Match, cost_terms, query_offset, rematch, runner_ups
+from hdetr.viz.cost_terms import TERMS, CostTerms, Match, cost_terms, rematch, runner_ups
 from hdetr.viz.image import boxes_to_pixels, image_size, padded_extent, to_uint8
 from hdetr.viz.interactive import PLOTLY_DASH, _in_ipython, _outline
 from hdetr.viz.static import COLORS
