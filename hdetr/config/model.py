@@ -48,6 +48,13 @@ MOVED_NUM_EPOCHS = ("model.num_epochs is no longer a field: the epoch scheme's s
                     "schedule, train.epochs")
 
 
+def refuse_num_epochs(changes: dict[str, Any], caller: str) -> None:
+    """Refuse ``num_epochs`` among the keyword changes of ``caller`` (a model-config builder), saying where it went."""
+    if LEGACY_NUM_EPOCHS in changes:
+        raise ConfigError(f"{caller}(num_epochs=...): {MOVED_NUM_EPOCHS}; give it to the criterion instead: "
+                          f"hdetr.build_criterion(config, num_epochs=...)")
+
+
 def without_legacy_fields(data: dict[str, Any]) -> dict[str, Any]:
     """A saved model config's mapping without the fields it held before they moved (``num_epochs``)."""
     return {k: v for k, v in data.items() if k != LEGACY_NUM_EPOCHS}
@@ -125,9 +132,7 @@ class ModelConfig(Config):
         return super().from_dict(data, owner)
 
     def replace(self, **changes: Any) -> "ModelConfig":
-        if LEGACY_NUM_EPOCHS in changes:  # from_dict would drop it silently
-            raise ConfigError(f"ModelConfig.replace(num_epochs=...): {MOVED_NUM_EPOCHS}; give it to the "
-                              f"criterion instead: hdetr.build_criterion(config, num_epochs=...)")
+        refuse_num_epochs(changes, "ModelConfig.replace")  # from_dict would drop it silently
         return super().replace(**changes)
 
     def query_group_sizes(self) -> list[int]:
@@ -246,9 +251,7 @@ GROUP_DETR_SCHEME: dict = {"scheme": "group_detr", "num_queries_one2many": 0, "n
 
 
 def _scheme_model(scheme: dict, changes: dict, factory: str) -> ModelConfig:
-    if LEGACY_NUM_EPOCHS in changes:
-        raise ConfigError(f"{factory}(num_epochs=...): {MOVED_NUM_EPOCHS}; give it to the criterion instead: "
-                          f"hdetr.build_criterion(config, num_epochs=...)")
+    refuse_num_epochs(changes, factory)
     return ModelConfig(**{**scheme, **changes})
 
 
